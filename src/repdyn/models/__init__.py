@@ -1,0 +1,16 @@
+"""Networks that return (output, penultimate features, pre-activations) from one forward pass.
+
+Every network here follows one contract so metrics and interventions never need hooks or a second pass:
+
+    out, features, preacts = net(x)
+
+- ``out``: the head output (logits, [loc, raw_scale], value, Q-values).
+- ``features``: post-activation of the penultimate layer, shape [..., D] (the Φ of SPEC §1).
+- ``preacts``: tuple of the pre-activations of every hidden layer, in order; ``preacts[-1]`` is the penultimate
+  pre-activation used by PFO (SPEC §6), ``torch.cat(preacts, -1)`` the all-layer vector used by ``pfo_all``.
+"""
+
+from repdyn.models.mlp import MLP, activation_module
+from repdyn.models.cnn import NatureCNN
+
+__all__ = ["MLP", "NatureCNN", "activation_module"]

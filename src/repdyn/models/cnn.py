@@ -1,0 +1,61 @@
+"""Nature-CNN (Mnih et al. 2015) + linear 512, the ALE network of seed 002 App. B (SPEC §7)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from repdyn.models.mlp import activation_module
+
+
+class NatureCNN(nn.Module):
+    """Conv 32×8×8/4 → 64×4×4/2 → 64×3×3/1 → linear 512 → head, same output contract as :class:`MLP`.
+
+    Inputs are uint8 or float frames ``[..., C, 84, 84]``; uint8 is scaled by 1/255 here (no obs normalisation, SPEC §7).
+    ``preacts`` holds the pre-activations of the three conv layers (flattened) and of the 512 layer (the penultimate).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        out_dim: int | None = None,
+        activation: str = "relu",
+        hidden: int = 512,
+        head_gain: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.activation_name = activation
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(in_channels, 32, 8, stride=4),
+                nn.Conv2d(32, 64, 4, stride=2),
+                nn.Conv2d(64, 64, 3, stride=1),
+            ]
+        )
+        self.fc = nn.Linear(64 * 7 * 7, hidden)
+        self.act = activation_module(activation)
+        self.head = nn.Linear(hidden, out_dim) if out_dim is not None else None
+        self.feature_dim = hidden
+        gain = nn.init.calculate_gain("relu")
+        for m in [*self.convs, self.fc]:
+            nn.init.orthogonal_(m.weight, gain)
+            nn.init.zeros_(m.bias)
+        if self.head is not None:
+            nn.init.orthogonal_(self.head.weight, head_gain)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        batch_shape = x.shape[:-3]
+        h = x.reshape(-1, *x.shape[-3:])
+        preacts = []
+        for conv in self.convs:
+            z = conv(h)
+            preacts.append(z.flatten(1).reshape(*batch_shape, -1))
+            h = self.act(z)
+        z = self.fc(h.flatten(1))
+        preacts.append(z.reshape(*batch_shape, -1))
+        h = self.act(z).reshape(*batch_shape, -1)
+        out = self.head(h) if self.head is not None else h
+        return out, h, tuple(preacts)

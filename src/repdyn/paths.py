@@ -1,0 +1,12 @@
+"""Locations shared by every entry point."""
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# One Hydra tree for every entry point (DESIGN.md); the package is installed editable (`pip install -e .`).
+CONF_DIR = REPO_ROOT / "conf"
+
+HISTORY_FILE = "history.jsonl"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"  # the resolved config, beside Hydra's own .hydra/ folder
+CHECKPOINT_DIR = "checkpoints"
