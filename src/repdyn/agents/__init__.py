@@ -1,0 +1,1 @@
+"""Agents (PPO, DQN) built on torchrl components."""
