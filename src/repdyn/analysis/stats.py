@@ -1,0 +1,299 @@
+"""Statistics behind the collapse figures: pure functions, arrays/frames in, numbers out (SPEC §8; seed
+002_0c42dbebb091a015 App. B.3-B.4 and App. E.2).
+
+Conventions fixed here (the paper leaves them implicit):
+
+* Step axis = environment steps. "Training progress" is ``step / horizon`` where ``horizon`` is the run's budget
+  (``train.total_frames``) when known, else its last logged step.
+* EWMA (coefficient α = 0.05): ``s_t = α·x_t + (1−α)·s_{t−1}`` started at the first finite value (``s_0 = x_0``), no
+  bias correction (this is ``pandas.Series.ewm(alpha=α, adjust=False)``); a non-finite ``x_t`` leaves the state
+  unchanged and the output carries it forward; outputs before the first finite value are NaN.
+* Seed bands: each run is smoothed first, then mean / min / max over the runs that have a value at that step, so the
+  shading shows the spread of the smoothed seed curves (raw min/max would mostly show logging noise).
+* Last-5% averages: mean of the finite values with ``step`` in ``(horizon − 0.05·horizon, horizon]``.
+* Excess ratio (App. B.3, Fig. 6): a "non-trivial ratio" is a log step where ``excess_ratio`` is finite (it is only
+  logged when both ratio sets are non-empty). The window has width 5% of the horizon and the latest end ``e`` such that
+  ``(e − w, e]`` holds at least 10 non-trivial ratios; candidate ends are the horizon and every non-trivial step
+  (moving an end between two non-trivial steps only adds earlier points, so these candidates are enough). The value is
+  the mean of the non-trivial ratios in that window, NaN when no window qualifies.
+* 1% windows (Fig. 4): window ``i`` holds steps with ``floor(step · n / horizon) = i`` for ``n = round(1/frac)``
+  (the step equal to the horizon joins the last window); metrics are averaged per window ignoring non-finite values,
+  windows whose ratio average is undefined (trivial ratios, e.g. after a collapse) are dropped, and the ``k`` windows
+  with the lowest ``ratio_below_mean`` are kept.
+* Rank-metric agreement (App. E.2): on the log steps where both curves are finite, Kendall τ-b (ties are the norm for
+  integer ranks), Spearman ρ, Pearson r and the normalised L2 distance ``√Σ(x_t−y_t)² / (√T · D)`` with D the feature
+  width. Correlations of a constant curve are undefined (NaN) and excluded from the average and the worst case, as the
+  paper excludes runs with constant trivial ranks. Worst case = minimum correlation / maximum distance over runs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+AGREEMENT_STATS = ("kendall", "spearman", "pearson", "l2")
+
+
+def _as_float_array(x: Sequence[float] | np.ndarray | pd.Series, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _check_frac(frac: float, name: str = "frac") -> None:
+    if not (0.0 < frac <= 1.0):
+        raise ValueError(f"{name} must be in (0, 1], got {frac}")
+
+
+def _horizon(steps: np.ndarray, horizon: float | None) -> float:
+    if horizon is not None:
+        if not horizon > 0:
+            raise ValueError(f"horizon must be > 0, got {horizon}")
+        return float(horizon)
+    if steps.size == 0:
+        return float("nan")
+    return float(np.max(steps))
+
+
+def ewma(values: Sequence[float] | np.ndarray | pd.Series, alpha: float = 0.05) -> np.ndarray:
+    """Exponentially weighted moving average ``s_t = α x_t + (1 − α) s_{t−1}``, ``s_0 = x_0`` (see module docstring
+    for NaN handling). Seed 002_0c42dbebb091a015 §3 (curves smoothed with coefficient 0.05)."""
+    if not (0.0 < alpha <= 1.0):
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    x = _as_float_array(values, "values")
+    out = np.full_like(x, np.nan)
+    state = np.nan
+    for t, v in enumerate(x):
+        if math.isfinite(v):
+            state = v if math.isnan(state) else alpha * v + (1.0 - alpha) * state
+        out[t] = state
+    return out
+
+
+def seed_band(curves: pd.DataFrame) -> pd.DataFrame:
+    """Mean, min, max and count over runs per step, for a frame indexed by step with one column per run.
+
+    Non-finite entries are ignored; steps where no run has a value are dropped."""
+    vals = curves.astype(float).replace([np.inf, -np.inf], np.nan)
+    out = pd.DataFrame(
+        {"mean": vals.mean(axis=1), "min": vals.min(axis=1), "max": vals.max(axis=1), "n": vals.count(axis=1)},
+        index=curves.index,
+    )
+    return out[out["n"] > 0]
+
+
+def group_curves(
+    table: pd.DataFrame,
+    metric: str,
+    *,
+    run_col: str = "run",
+    group_col: str = "group",
+    step_col: str = "step",
+    alpha: float | None = 0.05,
+) -> pd.DataFrame:
+    """Training-curve statistics per group: each run's ``metric`` smoothed with :func:`ewma` (``alpha=None``: raw, as
+    for capacity loss), then :func:`seed_band` over the group's runs. Returns columns group, step, mean, min, max, n."""
+    for col in (run_col, group_col, step_col, metric):
+        if col not in table.columns:
+            raise ValueError(f"table has no column {col!r}; columns: {sorted(map(str, table.columns))}")
+    parts = []
+    for group, gdf in table.groupby(group_col, sort=True):
+        raw = gdf.pivot_table(index=step_col, columns=run_col, values=metric, aggfunc="last").sort_index()
+        wide = raw
+        if alpha is not None:
+            # smooth each run along its own logged steps; where it did not log, the state carries but no point is shown
+            wide = raw.apply(lambda col: pd.Series(ewma(col.to_numpy(), alpha), index=col.index)).where(raw.notna())
+        band = seed_band(wide).reset_index().rename(columns={step_col: "step"})
+        band.insert(0, "group", group)
+        parts.append(band)
+    if not parts:
+        return pd.DataFrame(columns=["group", "step", "mean", "min", "max", "n"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def last_fraction_mean(
+    steps: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    frac: float = 0.05,
+    horizon: float | None = None,
+) -> float:
+    """Mean of the finite ``values`` with ``step ∈ (horizon·(1 − frac), horizon]`` (seed 002 §5: "averages over the last
+    5% of training progress"). NaN when the window holds no finite value (e.g. a run that stopped early)."""
+    _check_frac(frac)
+    s, v = _as_float_array(steps, "steps"), _as_float_array(values, "values")
+    if s.shape != v.shape:
+        raise ValueError(f"steps and values must have the same length, got {s.shape} and {v.shape}")
+    h = _horizon(s, horizon)
+    mask = (s > h - frac * h) & (s <= h) & np.isfinite(v)
+    return float(np.mean(v[mask])) if mask.any() else float("nan")
+
+
+def excess_ratio_window(
+    steps: Sequence[float] | np.ndarray,
+    excess_ratio: Sequence[float] | np.ndarray,
+    frac: float = 0.05,
+    min_count: int = 10,
+    horizon: float | None = None,
+) -> dict[str, float]:
+    """Average excess ratio over the latest 5%-of-training window holding ≥ ``min_count`` non-trivial (finite) ratios
+    (seed 002_0c42dbebb091a015 App. B.3, "Figure 6"). Returns ``{"mean", "start", "end", "count"}`` (window
+    ``(start, end]``); ``mean`` is NaN and ``count`` 0 when no window qualifies."""
+    _check_frac(frac)
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    s, v = _as_float_array(steps, "steps"), _as_float_array(excess_ratio, "excess_ratio")
+    if s.shape != v.shape:
+        raise ValueError(f"steps and excess_ratio must have the same length, got {s.shape} and {v.shape}")
+    h = _horizon(s, horizon)
+    ok = np.isfinite(v) & (s <= h)
+    fs, fv = s[ok], v[ok]
+    width = frac * h
+    for end in sorted({h, *fs.tolist()}, reverse=True):
+        inside = (fs > end - width) & (fs <= end)
+        if inside.sum() >= min_count:
+            return {"mean": float(np.mean(fv[inside])), "start": end - width, "end": end, "count": int(inside.sum())}
+    return {"mean": float("nan"), "start": float("nan"), "end": float("nan"), "count": 0}
+
+
+def window_means(
+    steps: Sequence[float] | np.ndarray,
+    frame: pd.DataFrame,
+    frac: float = 0.01,
+    horizon: float | None = None,
+) -> pd.DataFrame:
+    """Average every column of ``frame`` (rows aligned with ``steps``) over windows of ``frac`` of training progress.
+
+    Index: window number ``i`` (window ``[i, i+1)·frac·horizon``, the horizon itself in the last one); columns: the
+    frame's, plus ``step_start``/``step_end``. Non-finite values are ignored; windows without a log step are absent."""
+    _check_frac(frac)
+    s = _as_float_array(steps, "steps")
+    if len(frame) != s.size:
+        raise ValueError(f"frame has {len(frame)} rows but steps has {s.size}")
+    h = _horizon(s, horizon)
+    n = int(round(1.0 / frac))
+    keep = (s >= 0) & (s <= h)
+    # step·n/h is exact for integer steps that are multiples of h/n, so planted windows land where expected
+    idx = np.minimum(np.floor(s[keep] * n / h), n - 1).astype(int)
+    vals = frame.loc[keep].astype(float).replace([np.inf, -np.inf], np.nan)
+    means = vals.groupby(idx).mean()
+    means.index.name = "window"
+    means.insert(0, "step_end", (means.index.to_numpy() + 1) * h / n)
+    means.insert(0, "step_start", means.index.to_numpy() * h / n)
+    return means
+
+
+def lowest_ratio_windows(
+    steps: Sequence[float] | np.ndarray,
+    frame: pd.DataFrame,
+    ratio_col: str = "trust_region/ratio_below_mean",
+    k: int = 20,
+    frac: float = 0.01,
+    horizon: float | None = None,
+) -> pd.DataFrame:
+    """The ``k`` windows of ``frac`` training progress with the lowest average ``ratio_col`` (seed
+    002_0c42dbebb091a015 §3.2 fn. 8 and App. B.3 "Figure 4"), sorted ascending by that ratio. Windows where the ratio
+    average is undefined are dropped, so a run that collapses early gives fewer than ``k`` points (as in the paper)."""
+    if ratio_col not in frame.columns:
+        raise ValueError(f"ratio_col={ratio_col!r} is not a column of frame; columns: {list(frame.columns)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    means = window_means(steps, frame, frac=frac, horizon=horizon)
+    means = means[means[ratio_col].notna()]
+    return means.sort_values(ratio_col, kind="stable").head(k)
+
+
+def normalised_l2(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, width: float) -> float:
+    """``√Σ_t (x_t − y_t)² / (√T · D)`` over the T steps where both are finite; D = feature width (seed 002, E.2)."""
+    if not width > 0:
+        raise ValueError(f"width must be > 0 (the feature width D), got {width}")
+    a, b = _as_float_array(x, "x"), _as_float_array(y, "y")
+    if a.shape != b.shape:
+        raise ValueError(f"x and y must have the same length, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    t = int(ok.sum())
+    if t == 0:
+        return float("nan")
+    return float(np.sqrt(np.sum((a[ok] - b[ok]) ** 2)) / (np.sqrt(t) * width))
+
+
+def pair_agreement(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, width: float) -> dict[str, float]:
+    """Kendall τ-b, Spearman ρ, Pearson r and normalised L2 between two curves of one run (finite pairs only).
+    Correlations are NaN for fewer than 2 points or a constant curve."""
+    a, b = _as_float_array(x, "x"), _as_float_array(y, "y")
+    if a.shape != b.shape:
+        raise ValueError(f"x and y must have the same length, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    out = {"l2": normalised_l2(a, b, width)}
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        out.update(kendall=float("nan"), spearman=float("nan"), pearson=float("nan"))
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on near-constant input; the NaN it returns is what we want
+        out["kendall"] = float(sps.kendalltau(a, b).statistic)
+        out["spearman"] = float(sps.spearmanr(a, b).statistic)
+        out["pearson"] = float(sps.pearsonr(a, b).statistic)
+    return {k: out[k] for k in AGREEMENT_STATS}
+
+
+def rank_agreement(
+    runs: Mapping[str, pd.DataFrame],
+    metrics: Sequence[str],
+    width: float | Mapping[str, float],
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Agreement between rank metrics across runs (seed 002_0c42dbebb091a015 App. E.2).
+
+    ``runs`` maps a run id to a frame whose columns include ``metrics`` (one row per log step); ``width`` is the
+    feature width D, one number or one per run. Returns ``{stat: {"mean", "std", "worst", "n"}}`` with each value a
+    metrics × metrics frame: average over runs, its standard deviation, the worst case (min correlation, max L2) and
+    the number of runs where the statistic was defined."""
+    if not runs:
+        raise ValueError("runs is empty: need at least one run to compare rank metrics")
+    if len(metrics) < 2:
+        raise ValueError(f"metrics needs at least two rank metrics, got {list(metrics)}")
+    per_stat: dict[str, np.ndarray] = {
+        s: np.full((len(runs), len(metrics), len(metrics)), np.nan) for s in AGREEMENT_STATS
+    }
+    for r, (run_id, df) in enumerate(runs.items()):
+        missing = [m for m in metrics if m not in df.columns]
+        if missing:
+            raise ValueError(f"run {run_id!r} has no column(s) {missing}")
+        w = width[run_id] if isinstance(width, Mapping) else width
+        for i, mi in enumerate(metrics):
+            for j in range(i, len(metrics)):
+                vals = pair_agreement(df[mi].to_numpy(), df[metrics[j]].to_numpy(), w)
+                for s in AGREEMENT_STATS:
+                    per_stat[s][r, i, j] = per_stat[s][r, j, i] = vals[s]
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for s, arr in per_stat.items():
+        frames = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN, which is the honest answer
+            frames["mean"] = np.nanmean(arr, axis=0)
+            frames["std"] = np.nanstd(arr, axis=0)
+            frames["worst"] = np.nanmax(arr, axis=0) if s == "l2" else np.nanmin(arr, axis=0)
+        frames["n"] = np.isfinite(arr).sum(axis=0).astype(float)
+        out[s] = {k: pd.DataFrame(v, index=list(metrics), columns=list(metrics)) for k, v in frames.items()}
+    return out
+
+
+def spearman_kendall(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Kendall τ-b and Spearman ρ on the finite pairs (NaN when undefined), as annotated on the Fig. 4 scatters."""
+    a, b = _as_float_array(x, "x"), _as_float_array(y, "y")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return {"kendall": float("nan"), "spearman": float("nan"), "n": int(a.size)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "kendall": float(sps.kendalltau(a, b).statistic),
+            "spearman": float(sps.spearmanr(a, b).statistic),
+            "n": int(a.size),
+        }
