@@ -1,0 +1,114 @@
+"""Rank metrics of a feature matrix Φ ∈ R^{N×D} from ONE ``torch.linalg.svdvals`` (SPEC §1; seed 002_0c42dbebb091a015
+§2 and App. E.1).
+
+With σ_1 ≥ … ≥ σ_K (K = min(N, D)) the singular values of Φ and δ the threshold (0.01 by default):
+
+| key | formula | source |
+|---|---|---|
+| ``effective_rank`` | exp(H(p)), p_i = σ_i / Σσ, H Shannon entropy, 0·log 0 = 0 | Roy & Vetterli 2007; 002 App. E |
+| ``approx_rank`` | min k with Σ_{i≤k} σ_i² / Σ_j σ_j² > 1 − δ (PCA, 99% of the variance) | seed 002 §2 |
+| ``srank`` | min k with Σ_{i≤k} σ_i / Σ_j σ_j > 1 − δ | Kumar et al. 2021 |
+| ``feature_rank`` | #{i : σ_i / √N > δ} | Lyle et al. 2022, seed 001 |
+| ``numerical_rank`` | #{i : σ_i > σ_1 · max(N, D) · eps(dtype)} (``matrix_rank`` default) | seed 002 App. E |
+| ``stable_rank`` | Σσ_i² / σ_1² = ‖Φ‖_F² / ‖Φ‖_2² | — |
+| ``sv_max``, ``sv_2``, ``sv_min`` | σ_1/√N, σ_2/√N, σ_K/√N | seed 002 code |
+
+Choices (SPEC is silent): the zero matrix has every rank 0, *including* ``effective_rank = 0`` (the entropy formula is
+0/0; 0 keeps "collapsed → 0" true for every variant); ``sv_2 = 0`` when K = 1; for N < D, σ_{N+1..D} are structurally
+zero, so ``sv_min`` is σ_K with K = min(N, D) (the smallest *computed* singular value) rather than a trivial 0.
+Non-finite Φ (a diverged network) gives NaN for every key instead of raising mid-run. Half-precision inputs are
+promoted to float32 (LAPACK has no half SVD); ``numerical_rank`` uses the eps of the dtype the SVD runs in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["RANK_KEYS", "rank_metrics", "rank_metrics_batched", "ranks_from_svdvals"]
+
+RANK_KEYS = (
+    "effective_rank",
+    "approx_rank",
+    "srank",
+    "feature_rank",
+    "numerical_rank",
+    "stable_rank",
+    "sv_max",
+    "sv_2",
+    "sv_min",
+)
+
+
+def _check_delta(delta: float) -> None:
+    if not 0.0 <= delta < 1.0:
+        raise ValueError(f"delta must be in [0, 1), got {delta!r}")
+
+
+def _min_k_exceeding(weights: Tensor, threshold: float) -> Tensor:
+    """min k (1-based) with cumsum(w)[:k] / sum(w) > threshold, batched over leading dims; 0 where sum(w) = 0."""
+    total = weights.sum(-1, keepdim=True)
+    frac = weights.cumsum(-1) / total.clamp_min(torch.finfo(weights.dtype).tiny)
+    # Rounding can leave the full cumulative fraction a hair below 1 (matters only for δ ≈ 0): cap at K.
+    k = (frac <= threshold).sum(-1) + 1
+    k = k.clamp_max(weights.shape[-1])
+    return torch.where(total.squeeze(-1) > 0, k, torch.zeros_like(k))
+
+
+def ranks_from_svdvals(s: Tensor, n: int, d: int, delta: float = 0.01) -> dict[str, Tensor]:
+    """All rank metrics from singular values ``s`` ``[..., K]`` (descending) of ``[..., n, d]`` matrices.
+
+    Returns a dict of tensors shaped like the batch dims (float for every key). See the module docstring."""
+    _check_delta(delta)
+    eps = torch.finfo(s.dtype).eps
+    sqrt_n = math.sqrt(n)
+    s1 = s[..., 0]
+    total = s.sum(-1)
+    sq = s.square()
+    positive = total > 0
+
+    p = s / total.unsqueeze(-1).clamp_min(torch.finfo(s.dtype).tiny)
+    plogp = torch.where(p > 0, p * torch.log(p.clamp_min(torch.finfo(s.dtype).tiny)), torch.zeros_like(p))
+    effective = torch.where(positive, torch.exp(-plogp.sum(-1)), torch.zeros_like(total))
+
+    out = {
+        "effective_rank": effective,
+        "approx_rank": _min_k_exceeding(sq, 1.0 - delta).to(s.dtype),
+        "srank": _min_k_exceeding(s, 1.0 - delta).to(s.dtype),
+        "feature_rank": (s / sqrt_n > delta).sum(-1).to(s.dtype),
+        "numerical_rank": (s > (s1 * max(n, d) * eps).unsqueeze(-1)).sum(-1).to(s.dtype),
+        "stable_rank": torch.where(positive, sq.sum(-1) / s1.square().clamp_min(torch.finfo(s.dtype).tiny), 0.0),
+        "sv_max": s1 / sqrt_n,
+        "sv_2": (s[..., 1] if s.shape[-1] > 1 else torch.zeros_like(s1)) / sqrt_n,
+        "sv_min": s[..., -1] / sqrt_n,
+    }
+    return out
+
+
+def _svdvals(phis: Tensor) -> tuple[Tensor, Tensor]:
+    """svdvals of finite matrices; returns (s, finite mask over the batch)."""
+    if phis.dtype in (torch.float16, torch.bfloat16) or not phis.is_floating_point():
+        phis = phis.float()
+    finite = torch.isfinite(phis).flatten(-2).all(-1)
+    safe = torch.where(finite[..., None, None], phis, torch.zeros_like(phis))
+    return torch.linalg.svdvals(safe.detach()), finite
+
+
+def rank_metrics_batched(phis: Tensor, delta: float = 0.01) -> dict[str, Tensor]:
+    """Rank metrics for a stack of equal-shape feature matrices ``[B, N, D]`` (one batched SVD); values ``[B]``."""
+    _check_delta(delta)
+    if phis.ndim != 3 or phis.shape[1] == 0 or phis.shape[2] == 0:
+        raise ValueError(f"phis must be a non-empty stack of matrices [B, N, D], got shape {tuple(phis.shape)}")
+    s, finite = _svdvals(phis)
+    out = ranks_from_svdvals(s, phis.shape[1], phis.shape[2], delta)
+    nan = torch.full_like(finite, float("nan"), dtype=s.dtype)
+    return {k: torch.where(finite, v, nan) for k, v in out.items()}
+
+
+def rank_metrics(phi: Tensor, delta: float = 0.01) -> dict[str, float]:
+    """Rank metrics of one feature matrix ``phi`` ``[N, D]`` (SPEC §1), as Python floats keyed by :data:`RANK_KEYS`."""
+    if phi.ndim != 2:
+        raise ValueError(f"phi must be a matrix [N, D], got shape {tuple(phi.shape)}")
+    return {k: v.item() for k, v in rank_metrics_batched(phi.unsqueeze(0), delta).items()}

@@ -1,0 +1,60 @@
+"""Dead and dormant units of a layer's post-activations h ∈ R^{N×D} (SPEC §1).
+
+- Dead units (seed 002_0c42dbebb091a015 §2, footnote 7): a ReLU unit is dead when it is exactly 0 for all N samples;
+  a tanh unit when its standard deviation over the samples is below 1e-3. For GELU/ELU (no exact zeros, no rule in the
+  paper) we use the tanh rule — a unit whose output does not vary across states carries no information; our choice.
+  The standard deviation is the population one (correction 0) so a batch of one sample is defined.
+- Dormant units (Sokar et al. 2023, "The dormant neuron phenomenon in deep RL"): score s_i = mean_n |h_ni| /
+  mean_j mean_n |h_nj|; unit i is τ-dormant when s_i ≤ τ (τ = 0.025 default). When the whole layer is zero the score
+  is 0/0; we count every unit dormant (the layer is inactive), our choice.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["DEAD_RULES", "dead_units", "dormant_units"]
+
+# activation name → rule; "zero": exactly 0 on every sample, "std": std over samples < threshold.
+DEAD_RULES: dict[str, str] = {"relu": "zero", "tanh": "std", "gelu": "std", "elu": "std"}
+
+
+def _check_matrix(h: Tensor, name: str) -> None:
+    if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty matrix [N, D], got shape {tuple(h.shape)}")
+
+
+def dead_units(features: Tensor, activation: str, *, std_threshold: float = 1e-3) -> dict[str, float]:
+    """Count of dead units of post-activations ``features`` ``[N, D]`` and their fraction of D.
+
+    Returns ``{"dead_units": count, "dead_units_frac": count / D}``; the rule is chosen from ``activation`` via
+    :data:`DEAD_RULES` (module docstring)."""
+    if activation not in DEAD_RULES:
+        raise ValueError(f"activation={activation!r}; choose one of {sorted(DEAD_RULES)}")
+    _check_matrix(features, "features")
+    h = features.detach()
+    if DEAD_RULES[activation] == "zero":
+        dead = (h == 0).all(dim=0)
+    else:
+        dead = h.float().std(dim=0, correction=0) < std_threshold
+    count = int(dead.sum().item())
+    return {"dead_units": float(count), "dead_units_frac": count / h.shape[1]}
+
+
+def dormant_units(features: Tensor, tau: float = 0.025) -> dict[str, float]:
+    """τ-dormant units (Sokar et al. 2023) of post-activations ``features`` ``[N, D]``.
+
+    s_i = mean_n |h_ni| / mean_j mean_n |h_nj|, dormant iff s_i ≤ τ. Returns ``{"dormant_units": count,
+    "dormant_units_frac": count / D}``."""
+    if not tau >= 0:
+        raise ValueError(f"tau must be >= 0, got {tau!r}")
+    _check_matrix(features, "features")
+    activity = features.detach().float().abs().mean(dim=0)
+    mean_activity = activity.mean()
+    if mean_activity > 0:
+        dormant = activity / mean_activity <= tau
+    else:
+        dormant = torch.ones_like(activity, dtype=torch.bool)
+    count = int(dormant.sum().item())
+    return {"dormant_units": float(count), "dormant_units_frac": count / features.shape[1]}
