@@ -1,0 +1,178 @@
+"""PPO-Clip (seed 002_0c42dbebb091a015 §2, App. B) on torchrl parts: collector policy, GAE, replay buffer.
+
+The update loop is written out here instead of using ``torchrl.objectives.ClipPPOLoss`` because the paper's metrics need
+per-sample probability ratios of every minibatch of every epoch (SPEC §2) and the actor's pre-activations under θ for
+PFO from the same forward pass; ClipPPOLoss returns neither. The surrogate itself is
+:func:`repdyn.agents.losses.ppo_clip_objective`, shared with the theory toy. ``python -m repdyn.bench ppo`` measures
+this update against ClipPPOLoss on the same batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+from torchrl.data import LazyTensorStorage, ReplayBuffer
+from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
+from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+
+from repdyn.agents.losses import ppo_clip_objective
+from repdyn.agents.networks import ActorNet, CriticNet, build_body, build_collector_policy, make_dist
+
+
+class Diverged(RuntimeError):
+    """A NaN/Inf appeared in a loss, gradient or metric; ``key`` names it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"non-finite value in {key}")
+        self.key = key
+
+
+@dataclass
+class UpdateResult:
+    """What one batch's optimisation phase produced (scalars to log, ratios for the trust-region metrics)."""
+
+    scalars: dict[str, float] = field(default_factory=dict)
+    ratios: torch.Tensor | None = None
+
+
+UPDATE_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "actor", "critic")
+
+
+class PPOAgent:
+    """Separate actor and critic (each its own Adam), TanhNormal or categorical policy (SPEC §7)."""
+
+    def __init__(self, cfg: Any, env: Any) -> None:
+        self.cfg, self.acfg = cfg, cfg.agent
+        obs_shape = tuple(env.observation_spec["observation"].shape[len(env.batch_size) :])
+        spec = env.action_spec
+        self.continuous = spec.domain == "continuous"
+        act_dim = spec.shape[-1] if self.continuous else int(spec.space.n)
+        self.low = spec.space.low[0] if self.continuous else None
+        self.high = spec.space.high[0] if self.continuous else None
+        out_dim = 2 * act_dim if self.continuous else act_dim
+        self.actor = ActorNet(build_body(cfg.model, obs_shape, out_dim, 0.01), self.continuous, cfg.model.min_scale)
+        self.critic = CriticNet(build_body(cfg.model, obs_shape, 1, 1.0))
+        self.policy = build_collector_policy(self.actor, self.critic, spec)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "actor": self._adam(self.actor.parameters()),
+            "critic": self._adam(self.critic.parameters()),
+        }
+        self.networks: dict[str, nn.Module] = {"actor": self.actor, "critic": self.critic}
+        batch = cfg.env.num_envs * cfg.env.frames_per_env
+        self.buffer = ReplayBuffer(
+            storage=LazyTensorStorage(batch),
+            sampler=SamplerWithoutReplacement(drop_last=True),
+            batch_size=self.acfg.minibatch_size,
+        )
+        self.minibatches_per_epoch = batch // self.acfg.minibatch_size
+        self.nan_at_step: int | None = cfg.debug.inject_nan_at_step
+
+    def _adam(self, params: Any) -> torch.optim.Adam:
+        a = self.acfg
+        return torch.optim.Adam(params, lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps)
+
+    @torch.no_grad()
+    def compute_advantages(self, batch: TensorDict) -> None:
+        """GAE(γ, λ) on the [num_envs, T] batch, with rewards as left by the ``on_batch_collected`` hooks."""
+        next_value = self.critic(batch["next", "observation"])[0]
+        adv, target = vec_generalized_advantage_estimate(
+            self.acfg.gamma,
+            self.acfg.gae_lambda,
+            batch["state_value"],
+            next_value,
+            batch["next", "reward"],
+            batch["next", "done"],
+            batch["next", "terminated"],
+        )
+        batch.set("advantage", adv)
+        batch.set("value_target", target)
+
+    def update(self, batch: TensorDict, env_steps: int, hooks: Any) -> UpdateResult:
+        """``epochs`` passes of minibatch Adam steps over the batch; returns logged scalars and all ratios."""
+        a = self.acfg
+        flat = batch.select(*UPDATE_KEYS, strict=False).reshape(-1)
+        self.buffer.empty()
+        self.buffer.extend(flat)
+        ratios, sums = [], {}
+        poison = self.nan_at_step is not None and env_steps >= self.nan_at_step
+        for _ in range(a.epochs):
+            for _ in range(self.minibatches_per_epoch):
+                mb = self.buffer.sample()
+                actor_out = self.actor(mb["observation"])
+                dist = make_dist(self.actor, actor_out, self.low, self.high)
+                log_prob = dist.log_prob(mb["action"])
+                adv = mb["advantage"].squeeze(-1)
+                if a.normalize_advantage:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                objective, ratio = ppo_clip_objective(log_prob, mb["action_log_prob"], adv, a.clip_eps)
+                policy_loss = -objective.mean()
+                entropy = _entropy(dist).mean()
+                critic_out = self.critic(mb["observation"])
+                value_loss = (critic_out[0] - mb["value_target"]).pow(2).mean()
+                loss = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy
+                extras = hooks.extra_loss(mb, {"actor": actor_out, "critic": critic_out})
+                for v in extras.values():
+                    loss = loss + v
+                if poison:
+                    loss = loss * float("nan")
+                    poison = False
+                if not torch.isfinite(loss):
+                    raise Diverged("loss/total")
+                for opt in self.optimizers.values():
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norms = {}
+                for name, net in self.networks.items():
+                    gn = nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm)
+                    if not torch.isfinite(gn):
+                        raise Diverged(f"opt/{name}/grad_norm")
+                    grad_norms[f"opt/{name}/grad_norm"] = gn
+                for opt in self.optimizers.values():
+                    opt.step()
+                log_ratio = log_prob.detach() - mb["action_log_prob"]
+                ratios.append(ratio.detach())
+                step_stats = {
+                    "loss/policy": policy_loss.detach(),
+                    "loss/value": value_loss.detach(),
+                    "ppo/entropy": entropy.detach(),
+                    "loss/total": loss.detach(),
+                    "ppo/approx_kl_k1": (-log_ratio).mean(),
+                    "ppo/approx_kl_k3": ((log_ratio.exp() - 1) - log_ratio).mean(),
+                    **grad_norms,
+                    **{f"loss/{k}": v.detach() for k, v in extras.items()},
+                }
+                for k, v in step_stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        n = a.epochs * self.minibatches_per_epoch
+        scalars = {k: float(v) / n for k, v in sums.items()}
+        all_ratios = torch.cat(ratios)
+        scalars["ppo/clip_fraction"] = float(((all_ratios - 1).abs() > a.clip_eps).float().mean())
+        scalars["ppo/objective_last"] = float(objective.detach().mean())
+        for name, opt in self.optimizers.items():
+            scalars[f"opt/{name}/lr"] = opt.param_groups[0]["lr"]
+        return UpdateResult(scalars, all_ratios)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+
+
+def _entropy(dist: Any) -> torch.Tensor:
+    """Analytic entropy when the distribution has one, else a 1-sample Monte-Carlo estimate (TanhNormal, SPEC §2)."""
+    try:
+        return dist.entropy()
+    except NotImplementedError:
+        return -dist.log_prob(dist.rsample())

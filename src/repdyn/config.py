@@ -1,0 +1,171 @@
+"""Structured configs registered in Hydra's ConfigStore: types and defaults for every config group.
+
+Hydra rejects unknown group options, typo'd keys and wrong types against these schemas; :func:`validate` then checks
+values and combinations (ranges, allowed strings, intervention compatibility) before anything is built, raising one
+:class:`ConfigError` that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from repdyn.metrics.config import MetricsConfig
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration problem, reported before any compute."""
+
+
+@dataclass
+class EnvConfig:
+    family: str = MISSING  # classic | mujoco | atari
+    id: str = MISSING  # gymnasium id, e.g. Hopper-v5, CartPole-v1, ALE/Phoenix-v5
+    num_envs: int = 2
+    frames_per_env: int = 1024  # rollout length per env; a batch is num_envs × frames_per_env env steps
+    max_episode_steps: int | None = None
+    obs_norm: bool = False  # standardise observations with stats from random steps, then frozen (SPEC §7)
+    obs_norm_steps: int = 4000
+    atari: dict[str, Any] = field(default_factory=dict)  # keyword args of repdyn.envs.atari.make_atari_env
+    # capacity-loss probe dataset (SPEC §3): agent steps rolled out by the random target policy, its envs, fit epochs
+    capacity_samples: int = 4000
+    capacity_num_envs: int = 4
+    capacity_epochs: int = 4
+
+
+@dataclass
+class PPOConfig:
+    name: str = "ppo"
+    epochs: int = 10
+    minibatch_size: int = 64
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 0.5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    entropy_coef: float = 0.0
+    value_coef: float = 0.5
+    normalize_advantage: bool = True  # per minibatch (SPEC §7)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"  # mlp | cnn
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    min_scale: float = 1e-4  # floor added to softplus(std) of the TanhNormal head
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"  # wandb | none
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "repdyn"
+    entity: str | None = None
+    group: str | None = None  # default: the experiment name
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainLoopConfig:
+    total_frames: int = 100_000  # env steps (agent steps × frameskip is NOT used: the axis is agent-env steps)
+    log_every: float = 0.001  # fraction of total_frames between log points (at most one per batch)
+    checkpoint_every: float = 0.025
+    progress: bool = True
+    threads: int = 1  # torch intra-op threads; 1 is fastest for small MLPs on 2 cores
+
+
+@dataclass
+class DebugConfig:
+    inject_nan_at_step: int | None = None  # test-only: poison the loss once env steps reach this value
+
+
+@dataclass
+class RootConfig:
+    name: str = "default"  # experiment name: W&B group and the sweep folder
+    seed: int = 0
+    device: str = "cpu"
+    env: EnvConfig = MISSING
+    agent: Any = MISSING
+    model: ModelConfig = MISSING
+    intervention: dict[str, Any] = field(default_factory=dict)
+    metrics: MetricsConfig = MISSING
+    logger: LoggerConfig = MISSING
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+
+
+def register_configs() -> None:
+    """Register the schemas; group options (``conf/<group>/*.yaml``) extend them through their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="root_schema", node=RootConfig)
+    cs.store(group="env", name="env_schema", node=EnvConfig)
+    cs.store(group="agent", name="ppo_schema", node=PPOConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    cs.store(group="metrics", name="metrics_schema", node=MetricsConfig)
+
+
+FAMILIES = ("classic", "mujoco", "atari")
+ACTIVATIONS = ("tanh", "relu", "gelu", "elu")
+
+
+def _check(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check values and combinations that types cannot express; raise one :class:`ConfigError` naming the key."""
+    from repdyn.interventions import validate_interventions  # local: interventions import agents
+
+    env, agent, model, train = cfg.env, cfg.agent, cfg.model, cfg.train
+    _check(env.family in FAMILIES, "env.family", f"must be one of {FAMILIES}, got {env.family!r}")
+    _check(env.num_envs >= 1, "env.num_envs", f"must be ≥ 1, got {env.num_envs}")
+    _check(env.frames_per_env >= 1, "env.frames_per_env", f"must be ≥ 1, got {env.frames_per_env}")
+    _check(env.obs_norm_steps >= 1, "env.obs_norm_steps", f"must be ≥ 1, got {env.obs_norm_steps}")
+    _check(train.total_frames > 0, "train.total_frames", f"must be > 0, got {train.total_frames}")
+    for key in ("log_every", "checkpoint_every"):
+        v = train[key]
+        _check(0 < v <= 1, f"train.{key}", f"must be a fraction of the budget in (0, 1], got {v}")
+    _check(train.threads >= 1, "train.threads", f"must be ≥ 1, got {train.threads}")
+    _check(cfg.seed >= 0, "seed", f"must be ≥ 0, got {cfg.seed}")
+    _check(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device", f"must be 'cpu' or 'cuda[:i]', got {cfg.device!r}")
+    _check(model.name in ("mlp", "cnn"), "model.name", f"must be 'mlp' or 'cnn', got {model.name!r}")
+    _check(model.activation in ACTIVATIONS, "model.activation", f"must be one of {ACTIVATIONS}, got {model.activation!r}")
+    _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden), "model.hidden", "needs ≥ 1 positive width")
+    _check((model.name == "cnn") == (env.family == "atari"), "model", "use model=cnn with env=atari/* and model=mlp otherwise")
+    _check(cfg.logger.backend in ("wandb", "none"), "logger.backend", f"must be 'wandb' or 'none', got {cfg.logger.backend!r}")
+    _check(
+        cfg.logger.mode in ("offline", "online", "disabled"),
+        "logger.mode",
+        f"must be one of ('offline', 'online', 'disabled'), got {cfg.logger.mode!r}",
+    )
+    if agent.name == "ppo":
+        _check(agent.epochs >= 1, "agent.epochs", f"must be ≥ 1, got {agent.epochs}")
+        batch = env.num_envs * env.frames_per_env
+        _check(
+            1 <= agent.minibatch_size <= batch,
+            "agent.minibatch_size",
+            f"must be in [1, batch size {batch}] (env.num_envs × env.frames_per_env), got {agent.minibatch_size}",
+        )
+        _check(agent.lr > 0, "agent.lr", f"must be > 0, got {agent.lr}")
+        _check(0 < agent.clip_eps < 1, "agent.clip_eps", f"must be in (0, 1), got {agent.clip_eps}")
+        _check(0 < agent.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {agent.gamma}")
+        _check(0 <= agent.gae_lambda <= 1, "agent.gae_lambda", f"must be in [0, 1], got {agent.gae_lambda}")
+        _check(len(agent.betas) == 2 and all(0 <= b < 1 for b in agent.betas), "agent.betas", "must be two values in [0, 1)")
+        _check(agent.max_grad_norm > 0, "agent.max_grad_norm", f"must be > 0, got {agent.max_grad_norm}")
+    m = cfg.metrics
+    for key in ("every", "capacity_every"):
+        _check(0 < m[key] <= 1, f"metrics.{key}", f"must be a fraction of the budget in (0, 1], got {m[key]}")
+    validate_interventions(cfg)
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """Resolved plain-dict view of the config (for W&B and summaries)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

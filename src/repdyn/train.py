@@ -1,0 +1,329 @@
+"""Train an agent: compose → build env, agent, interventions → collect/update loop → log → checkpoint.
+
+``python -m repdyn.train [overrides]`` (or ``repdyn-train``); ``-m`` sweeps. Outputs land in the Hydra run dir:
+``config.yaml`` (resolved), ``history.jsonl`` (one record per log step), ``summary.json``, ``checkpoints/``, ``wandb/``.
+A run resumes by itself when its run dir holds ``checkpoints/last.pt`` (requeue, or a restart with the same
+``hydra.run.dir``); SIGTERM/SIGUSR2 make it checkpoint at the next batch boundary, then exit (or let submitit requeue).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from repdyn import checkpoint as ckpt
+from repdyn.config import ConfigError, register_configs, to_container, validate
+from repdyn.paths import CHECKPOINT_DIR, CONF_DIR, CONFIG_FILE, HISTORY_FILE, REPO_ROOT, SUMMARY_FILE
+
+log = logging.getLogger("repdyn.train")
+EXIT_DIVERGED = 3
+EXIT_CONFIG = 2
+
+register_configs()
+
+
+class _StopRequest:
+    """Records SIGTERM/SIGUSR2 so the loop can checkpoint at a safe point, then hands over to the previous handler."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+        for s in (signal.SIGTERM, signal.SIGUSR2):
+            self.previous[s] = signal.signal(s, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def hand_over(self) -> None:
+        prev = self.previous.get(self.signum)
+        if callable(prev):  # e.g. submitit's handler: requeues the job and exits
+            prev(self.signum, None)
+        sys.exit(128 + int(self.signum))
+
+    def restore(self) -> None:
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Run:
+    """One training run in ``run_dir``; ``execute()`` returns the final status string."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+        self.cfg, self.run_dir, self.overrides = cfg, run_dir, overrides
+        self.batch_frames = cfg.env.num_envs * cfg.env.frames_per_env
+        self.total = cfg.train.total_frames
+        self.env_steps, self.batches = 0, 0
+        self.next_log = 0.0
+        self.next_ckpt = cfg.train.checkpoint_every * self.total
+        self.episodes = {"return": [], "length": [], "return_raw": []}
+        self.last_record: dict[str, Any] = {}
+        self.tail: dict[str, list[float]] = {}  # values logged in the last 5% of the budget, for the summary
+        self.wall_start = time.time()
+        self.wandb_id: str | None = None
+
+    # --- build ---------------------------------------------------------------------------------------------
+    def build(self) -> None:
+        from torchrl.collectors import Collector
+
+        from repdyn.agents.ppo import PPOAgent
+        from repdyn.envs import make_env
+        from repdyn.envs.obs_norm import add_frozen_obs_norm
+        from repdyn.interventions import Hooks
+
+        cfg = self.cfg
+        torch.set_num_threads(cfg.train.threads)
+        _seed_everything(cfg.seed)
+        self.env = make_env(cfg.env, cfg.seed)
+        if cfg.env.obs_norm:
+            add_frozen_obs_norm(self.env, cfg.env.obs_norm_steps)
+        self.agent = PPOAgent(cfg, self.env)
+        self.hooks = Hooks.from_config(cfg)
+        self.hooks.on_agent_built(self.agent)
+        self.collector = Collector(self.env, self.agent.policy, frames_per_batch=self.batch_frames, total_frames=-1)
+        self.collector_iter = iter(self.collector)
+
+    # --- checkpoint -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        from repdyn.envs.state import get_env_state
+
+        return {
+            "agent": self.agent.state_dict(),
+            "interventions": self.hooks.state_dict(),
+            "counters": {
+                "env_steps": self.env_steps, "batches": self.batches, "next_log": self.next_log,
+                "next_ckpt": self.next_ckpt, "episodes": self.episodes, "tail": self.tail,
+                "last_record": self.last_record,
+            },
+            "rng": ckpt.rng_state(),
+            "env_transform": self.env.transform.state_dict(),
+            "env_sim": get_env_state(self.env),
+            "carrier": self.collector._carrier.clone() if getattr(self.collector, "_carrier", None) is not None else None,
+            "wandb_id": self.wandb_id,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from repdyn.envs.state import set_env_state
+
+        self.agent.load_state_dict(state["agent"])
+        self.hooks.load_state_dict(state["interventions"])
+        c = state["counters"]
+        self.env_steps, self.batches, self.next_log, self.next_ckpt = (
+            c["env_steps"], c["batches"], c["next_log"], c["next_ckpt"],
+        )
+        self.episodes, self.tail, self.last_record = c["episodes"], c["tail"], c["last_record"]
+        self.env.transform.load_state_dict(state["env_transform"])
+        exact = set_env_state(self.env, state["env_sim"])
+        if exact and state["carrier"] is not None:
+            self.collector._carrier = state["carrier"]
+        else:  # ALE: the simulator is not captured; re-seed deterministically from (seed, env steps)
+            self.env.set_seed(self.cfg.seed + self.env_steps)
+            self.collector._carrier = None
+            self.collector.reset()
+        ckpt.set_rng_state(state["rng"])
+        self.wandb_id = state["wandb_id"]
+
+    def save_checkpoint(self, keep: bool) -> None:
+        ckpt.save(self.run_dir / CHECKPOINT_DIR, self.state_dict(), keep_step=self.env_steps if keep else None)
+
+    # --- logging --------------------------------------------------------------------------------------------
+    def open_sinks(self, resumed: bool) -> None:
+        from repdyn.logging.history import History
+        from repdyn.logging.logger import Logger
+
+        hist_path = self.run_dir / HISTORY_FILE
+        if resumed:
+            History.truncate_after(hist_path, self.last_record.get("_step", -1))
+        elif hist_path.exists():
+            hist_path.unlink()  # a fresh run in a reused dir without checkpoint starts a fresh history
+        sinks = []
+        lc = self.cfg.logger
+        if lc.backend == "wandb" and lc.mode != "disabled":
+            from repdyn.logging.logger import redact
+            from repdyn.logging.wandb_sink import WandbSink
+
+            sink = WandbSink(
+                str(self.run_dir), redact(to_container(self.cfg)), project=lc.project, entity=lc.entity,
+                group=lc.group or self.cfg.name, name=f"{self.cfg.name}/{self.run_dir.name}",
+                tags=redact(self.overrides), mode=lc.mode, run_id=self.wandb_id,
+            )
+            self.wandb_id = sink.run_id
+            sinks.append(sink)
+        self.logger = Logger(History(hist_path), sinks)
+
+    def _episode_stats(self, batch: Any) -> None:
+        done = batch["next", "done"].squeeze(-1)
+        if done.any():
+            self.episodes["return"] += batch["next", "episode_reward"][done].squeeze(-1).tolist()
+            self.episodes["length"] += batch["next", "step_count"][done].squeeze(-1).tolist()
+            if ("next", "episode_reward_raw") in batch.keys(True):
+                self.episodes["return_raw"] += batch["next", "episode_reward_raw"][done].squeeze(-1).tolist()
+
+    def _episode_record(self) -> dict[str, float]:
+        rec = {f"env/{k}": float(np.mean(v)) for k, v in self.episodes.items() if v}
+        if self.episodes["return"]:
+            rec["env/episodes"] = float(len(self.episodes["return"]))
+        self.episodes = {k: [] for k in self.episodes}
+        return rec
+
+    def _log(self, record: dict[str, Any]) -> None:
+        from repdyn.agents.ppo import Diverged
+        from repdyn.logging.logger import first_non_finite
+
+        bad = first_non_finite({k: v for k, v in record.items() if not k.startswith("perf/")})
+        if bad is not None:
+            raise Diverged(bad)
+        self.logger.log(self.env_steps, record)
+        self.last_record = {**record, "_step": self.env_steps}
+        if self.env_steps >= 0.95 * self.total:
+            for k, v in record.items():
+                self.tail.setdefault(k, []).append(float(v))
+
+    # --- loop -----------------------------------------------------------------------------------------------
+    def train(self, stop: _StopRequest) -> None:
+        from repdyn.metrics.trust_region import trust_region_metrics
+        from repdyn.monitor import batch_metrics, drift_metrics
+
+        cfg, mcfg = self.cfg, self.cfg.metrics
+        log_every = cfg.train.log_every * self.total
+        bar = tqdm(total=self.total, initial=self.env_steps, unit="step", disable=not cfg.train.progress, dynamic_ncols=True)
+        t_start, steps_start = time.time(), self.env_steps
+        while self.env_steps < self.total:
+            batch = next(self.collector_iter)
+            self.env_steps += batch.numel()
+            self.batches += 1
+            self._episode_stats(batch)
+            record = self.hooks.on_batch_collected(batch, self.agent)
+            self.agent.compute_advantages(batch)
+            logging_now = self.env_steps >= self.next_log or self.env_steps >= self.total
+            if logging_now and mcfg.representation:
+                start, start_outs = batch_metrics(batch, self.agent, mcfg, "start")
+                record.update(start)
+            result = self.agent.update(batch, self.env_steps, self.hooks)
+            self.hooks.after_batch_update(self.agent, min(1.0, self.env_steps / self.total))
+            self.collector.update_policy_weights_()
+            if logging_now:
+                record.update(result.scalars)
+                record.update(trust_region_metrics(result.ratios, cfg.agent.clip_eps, self.agent.continuous))
+                if mcfg.representation:
+                    end, end_outs = batch_metrics(batch, self.agent, mcfg, "end")
+                    record.update(end)
+                    record.update(drift_metrics(start_outs, end_outs))
+                record.update(self._episode_record())
+                elapsed = time.time() - t_start
+                record["perf/sps"] = (self.env_steps - steps_start) / max(elapsed, 1e-9)
+                record["perf/wall_time"] = time.time() - self.wall_start
+                self._log(record)
+                while self.next_log <= self.env_steps:
+                    self.next_log += log_every
+                bar.set_postfix(sps=f"{record['perf/sps']:.0f}", ret=f"{record.get('env/return', float('nan')):.1f}")
+            bar.update(batch.numel())
+            if self.env_steps >= self.next_ckpt or stop.signum is not None:
+                keep = self.env_steps >= self.next_ckpt
+                while self.next_ckpt <= self.env_steps:
+                    self.next_ckpt += cfg.train.checkpoint_every * self.total
+                self.save_checkpoint(keep=keep)
+                if stop.signum is not None:
+                    bar.close()
+                    return
+        bar.close()
+        self.save_checkpoint(keep=True)
+
+    # --- summary --------------------------------------------------------------------------------------------
+    def summary(self, status: str, **extra: Any) -> dict[str, Any]:
+        final = {k: v for k, v in self.last_record.items() if not k.startswith("_")}
+        return {
+            "status": status, "env_steps": self.env_steps, "total_frames": self.total, "batches": self.batches,
+            "wall_time": time.time() - self.wall_start, "git_commit": _git_commit(), "overrides": self.overrides,
+            "final": final, "last_5pct": {k: float(np.mean(v)) for k, v in self.tail.items()}, **extra,
+        }
+
+
+def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> str:
+    """Execute one run in ``run_dir`` (resuming from its checkpoint if any); returns the final status."""
+    from repdyn.agents.ppo import Diverged
+    from repdyn.logging.logger import redact, write_json
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = list(overrides or [])
+    OmegaConf.save(OmegaConf.create(redact(to_container(cfg))), run_dir / CONFIG_FILE)
+    r = Run(cfg, run_dir, overrides)
+    r.build()
+    state = ckpt.load(run_dir / CHECKPOINT_DIR)
+    if state is not None:
+        r.load_state_dict(state)
+        log.info("resumed from %s at %d env steps", run_dir / CHECKPOINT_DIR, r.env_steps)
+    r.open_sinks(resumed=state is not None)
+    write_json(run_dir / SUMMARY_FILE, r.summary("running"))
+    stop = _StopRequest()
+    status, extra = "completed", {}
+    try:
+        r.train(stop)
+        if stop.signum is not None:
+            status, extra = "interrupted", {"signal": int(stop.signum)}
+    except Diverged as e:
+        status, extra = "diverged", {"diverged_at_step": r.env_steps, "diverged_key": e.key}
+        log.error("run diverged at %d env steps: %s", r.env_steps, e)
+    except BaseException as e:
+        status, extra = "failed", {"error": f"{type(e).__name__}: {e}"}
+        raise
+    finally:
+        summary = r.summary(status, **extra)
+        write_json(run_dir / SUMMARY_FILE, summary)
+        r.logger.close(summary)
+        r.collector.shutdown()
+        stop.restore()
+        if stop.signum is not None:
+            stop.hand_over()
+    return status
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> str:
+    logging.getLogger("torchrl").setLevel(logging.WARNING)
+    hc = HydraConfig.get()
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        print(f"repdyn: config error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    status = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+    if status == "diverged" and hc.mode != RunMode.MULTIRUN:
+        sys.exit(EXIT_DIVERGED)  # in a multirun the status is in summary.json and the sweep continues
+    return status
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
