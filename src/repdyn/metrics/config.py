@@ -1,24 +1,59 @@
-"""Schema of the ``metrics`` config group: which metrics run, on which cadence and sample sizes."""
+"""The ``metrics`` config group schema: which metrics run, at which cadence and sample sizes (SPEC §1-§5).
+
+Cadences are fractions of the training budget (seed 002_0c42dbebb091a015 App. B: log every 0.1%, capacity every
+2.5% = 41 points). Options live in ``conf/metrics/{default,full,none}.yaml``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["MetricsConfig", "Q_REDUCTIONS"]
+
+Q_REDUCTIONS = ("max", "mean", "taken")
+
 
 @dataclass
 class MetricsConfig:
-    representation: bool = True  # SPEC §1 metrics at batch start/end/diff, at every log point
-    every: float = 0.001  # fraction of the budget between representation-metric points
-    delta: float = 0.01
-    dormant_tau: float = 0.025
-    capacity: bool = True
+    representation: bool = True  # SPEC §1 ranks/units/norms at batch start/end/diff (+ trust region, always on)
+    every: float = 0.001  # fraction of the budget between representation log points
+    delta: float = 0.01  # rank threshold δ
+    dormant_tau: float = 0.025  # τ of τ-dormant units (Sokar et al. 2023)
+    capacity: bool = True  # SPEC §3 capacity loss
     capacity_every: float = 0.025
-    capacity_samples: int | None = None  # None → the env family default (env.capacity_samples)
-    capacity_epochs: int | None = None
-    ntk: bool = False
+    capacity_samples: int | None = None  # None → env family default (ALE 36,000, MuJoCo 4,000)
+    capacity_epochs: int | None = None  # None → env family default (ALE 1, MuJoCo 4)
+    ntk: bool = False  # SPEC §4 eNTK trace / entropy / alignment
+    ntk_every: float = 0.025
     ntk_samples: int = 1000
-    ntk_q_reduction: str = "max"
-    update_rank: bool = False
+    ntk_q_reduction: str = "max"  # Q-networks: max | mean | taken
+    update_rank: bool = False  # SPEC §5 update-rank matrix
+    update_rank_every: float = 0.025
     update_rank_k: int = 256
     update_rank_probe: int = 256
     update_rank_q_reduction: str = "max"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise one ValueError naming the field and the allowed values (also callable on a merged DictConfig's
+        object form: ``OmegaConf.to_object(cfg.metrics).validate()``)."""
+        for name in ("every", "capacity_every", "ntk_every", "update_rank_every"):
+            v = getattr(self, name)
+            if not 0 < v <= 1:
+                raise ValueError(f"metrics.{name} must be a fraction of the budget in (0, 1], got {v!r}")
+        if not 0 <= self.delta < 1:
+            raise ValueError(f"metrics.delta must be in [0, 1), got {self.delta!r}")
+        if not self.dormant_tau >= 0:
+            raise ValueError(f"metrics.dormant_tau must be >= 0, got {self.dormant_tau!r}")
+        for name in ("capacity_samples", "capacity_epochs"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"metrics.{name} must be >= 1 or null (family default), got {v!r}")
+        for name in ("ntk_samples", "update_rank_k", "update_rank_probe"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"metrics.{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("ntk_q_reduction", "update_rank_q_reduction"):
+            if getattr(self, name) not in Q_REDUCTIONS:
+                raise ValueError(f"metrics.{name} must be one of {list(Q_REDUCTIONS)}, got {getattr(self, name)!r}")
