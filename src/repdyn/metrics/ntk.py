@@ -35,6 +35,7 @@ __all__ = [
     "ntk_diag",
     "ntk_gram",
     "ntk_metrics",
+    "ntk_summary",
     "q_reduction",
     "scalar_outputs",
 ]
@@ -401,3 +402,17 @@ def kernel_test_alignment(K_BA: Tensor, y_A: Tensor, y_B: Tensor) -> float:
         )
     denom = torch.linalg.matrix_norm(K_BA) * y_A.norm() * y_B.norm()
     return (y_B @ K_BA @ y_A / denom).item() if denom > 0 else float("nan")
+
+
+def ntk_summary(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    y: Tensor | None = None,
+    output_fn: OutputFn | None = None,
+    aux: Tensor | None = None,
+    chunk_size: int = 256,
+) -> dict[str, float]:
+    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record of SPEC §4."""
+    K = ntk_gram(model, x, output_fn=output_fn, aux1=aux, chunk_size=chunk_size)
+    return ntk_metrics(K, y)

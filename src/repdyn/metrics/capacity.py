@@ -1,0 +1,143 @@
+"""Capacity loss, the fitting part (SPEC §3; seed 002_0c42dbebb091a015 §2 and App. B.2; Lyle et al. 2022).
+
+Given a checkpoint ``model``, a frozen random ``target`` network of the same architecture and a dataset of
+observations collected by the target's own policy, fit a COPY of the checkpoint to the target's outputs with a fresh
+Adam built from the training optimizer's settings (seed 002 App. B.2: "reconstructed from its initial state"), for a
+fixed budget of epochs of shuffled minibatches, and report the loss at the end of the budget:
+
+- actors: forward KL(target ‖ fit), mean over states, summed over action dims —
+  categorical Σ_a p_t (log p_t − log p_f); Normal per dim log(σ_f/σ_t) + (σ_t² + (μ_t − μ_f)²) / (2σ_f²) − ½.
+  TanhNormal uses the KL of the underlying Normals; this is *exact*, not an approximation: KL is invariant under the
+  same invertible map (tanh, then the affine rescaling to the action bounds) applied to both distributions.
+- critics: L2, mean over states of (V_fit − V_target)².
+
+"Loss at the end of the budget" is evaluated on the WHOLE dataset after the last step (no-grad, in chunks), not the
+mean over the final epoch: it is then a property of the fitted network alone, not of the minibatch order — our choice.
+Collecting the dataset, the cadence and the offline CLI are the training loop's job; this module is pure given its
+inputs (the checkpoint is deep-copied once; the target is only evaluated).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from repdyn.metrics.ntk import default_output_fn
+
+__all__ = ["CAPACITY_KINDS", "capacity_loss", "fit_to_target"]
+
+CAPACITY_KINDS = ("actor_categorical", "actor_tanh_normal", "actor_normal", "critic")
+DistParamsFn = Callable[[Any], Any]
+
+
+def _default_params(kind: str) -> DistParamsFn:
+    """Default readers of a network's raw return (the ``repdyn.agents.networks`` layout): categorical → element 0
+    (logits); (Tanh)Normal → elements 0 and 1 (loc, scale); critic → element 0 squeezed to [n]."""
+    if kind == "actor_categorical":
+        return lambda raw: raw[0] if isinstance(raw, tuple | list) else raw
+    if kind == "critic":
+        return default_output_fn
+    return lambda raw: (raw[0], raw[1])
+
+
+def capacity_loss(kind: str, fit: Any, target: Any) -> Tensor:
+    """Mean-over-states fitting loss between distribution parameters / values (module docstring formulas).
+
+    ``fit``/``target``: logits ``[n, A]`` (categorical), ``(loc, scale)`` each ``[n, A]`` (Normal, TanhNormal's
+    underlying Normal) or values ``[n]`` (critic)."""
+    if kind == "actor_categorical":
+        lt, lf = torch.log_softmax(target, -1), torch.log_softmax(fit, -1)
+        return (lt.exp() * (lt - lf)).sum(-1).mean()
+    if kind in ("actor_normal", "actor_tanh_normal"):
+        (mt, st), (mf, sf) = target, fit
+        kl = torch.log(sf / st) + (st.square() + (mt - mf).square()) / (2 * sf.square()) - 0.5
+        return kl.sum(-1).mean()
+    if kind == "critic":
+        return (fit - target).square().mean()
+    raise ValueError(f"kind={kind!r}; choose one of {list(CAPACITY_KINDS)}")
+
+
+def _detach(x: Any) -> Any:
+    return tuple(t.detach() for t in x) if isinstance(x, tuple) else x.detach()
+
+
+def _index(x: Any, idx: Tensor | slice) -> Any:
+    return tuple(t[idx] for t in x) if isinstance(x, tuple) else x[idx]
+
+
+def _cat(parts: Sequence[Any]) -> Any:
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(ps) for ps in zip(*parts, strict=True))
+    return torch.cat(parts)
+
+
+def _evaluate(net: nn.Module, read: DistParamsFn, obs: Tensor, chunk: int) -> Any:
+    with torch.no_grad():
+        return _cat([_detach(read(net(obs[s : s + chunk]))) for s in range(0, obs.shape[0], chunk)])
+
+
+def fit_to_target(
+    model: nn.Module,
+    target: nn.Module,
+    obs: Tensor,
+    *,
+    kind: str,
+    epochs: int,
+    minibatch_size: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    max_grad_norm: float | None = None,
+    generator: torch.Generator | None = None,
+    dist_params: DistParamsFn | None = None,
+    eval_chunk: int = 4096,
+    progress: bool = False,
+) -> float:
+    """Capacity loss of checkpoint ``model``: fit a copy of it to frozen ``target`` on ``obs`` ``[n, ...]``
+    (SPEC §3; module docstring) and return the whole-dataset loss after ``epochs`` epochs.
+
+    ``kind``: ``"actor_categorical"`` | ``"actor_tanh_normal"`` | ``"actor_normal"`` | ``"critic"``.
+    Optimizer: fresh ``torch.optim.Adam(lr, betas, eps)``, gradient-norm clipping at ``max_grad_norm`` (None: off).
+    ``generator`` shuffles minibatches (default: a generator seeded 0, so the global RNG is untouched).
+    ``dist_params(raw)`` reads logits / (loc, scale) / values from a network's raw return (defaults in
+    :func:`_default_params`, the ``repdyn.agents.networks`` layout)."""
+    if kind not in CAPACITY_KINDS:
+        raise ValueError(f"kind={kind!r}; choose one of {list(CAPACITY_KINDS)}")
+    for name, v in (("epochs", epochs), ("minibatch_size", minibatch_size), ("eval_chunk", eval_chunk)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    if obs.ndim < 2 or obs.shape[0] == 0:
+        raise ValueError(f"obs must be a non-empty batch [n, ...], got shape {tuple(obs.shape)}")
+
+    read = dist_params or _default_params(kind)
+    targets = _evaluate(target, read, obs, eval_chunk)
+    fit = copy.deepcopy(model)
+    for p in fit.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(fit.parameters(), lr=lr, betas=tuple(betas), eps=eps)
+    gen = generator if generator is not None else torch.Generator(device=obs.device).manual_seed(0)
+    n = obs.shape[0]
+    steps = epochs * -(-n // minibatch_size)
+    bar = tqdm(total=steps, desc=f"capacity {kind}", disable=not progress, leave=False)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen, device=obs.device)
+        for start in range(0, n, minibatch_size):
+            idx = perm[start : start + minibatch_size]
+            loss = capacity_loss(kind, read(fit(obs[idx])), _index(targets, idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(fit.parameters(), max_grad_norm)
+            opt.step()
+            bar.update()
+    bar.close()
+    return capacity_loss(kind, _evaluate(fit, read, obs, eval_chunk), targets).item()
