@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,9 @@ def _seed_everything(seed: int) -> None:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -93,7 +96,7 @@ class Run:
     def build(self) -> None:
         from torchrl.collectors import Collector
 
-        from repdyn.agents.ppo import PPOAgent
+        from repdyn.agents import build_agent
         from repdyn.envs import make_env
         from repdyn.envs.obs_norm import add_frozen_obs_norm
         from repdyn.interventions import Hooks
@@ -104,10 +107,16 @@ class Run:
         self.env = make_env(cfg.env, cfg.seed)
         if cfg.env.obs_norm:
             add_frozen_obs_norm(self.env, cfg.env.obs_norm_steps)
-        self.agent = PPOAgent(cfg, self.env)
+        self.agent = build_agent(cfg, self.env)
         self.hooks = Hooks.from_config(cfg)
         self.hooks.on_agent_built(self.agent)
-        self.collector = Collector(self.env, self.agent.policy, frames_per_batch=self.batch_frames, total_frames=-1)
+        self.collector = Collector(
+            self.env,
+            self.agent.policy,
+            frames_per_batch=self.batch_frames,
+            total_frames=-1,
+            auto_register_policy_transforms=False,
+        )
         self.collector_iter = iter(self.collector)
 
     # --- checkpoint -----------------------------------------------------------------------------------------
@@ -118,14 +127,20 @@ class Run:
             "agent": self.agent.state_dict(),
             "interventions": self.hooks.state_dict(),
             "counters": {
-                "env_steps": self.env_steps, "batches": self.batches, "next_log": self.next_log,
-                "next_ckpt": self.next_ckpt, "episodes": self.episodes, "tail": self.tail,
+                "env_steps": self.env_steps,
+                "batches": self.batches,
+                "next_log": self.next_log,
+                "next_ckpt": self.next_ckpt,
+                "episodes": self.episodes,
+                "tail": self.tail,
                 "last_record": self.last_record,
             },
             "rng": ckpt.rng_state(),
             "env_transform": self.env.transform.state_dict(),
             "env_sim": get_env_state(self.env),
-            "carrier": self.collector._carrier.clone() if getattr(self.collector, "_carrier", None) is not None else None,
+            "carrier": self.collector._carrier.clone()
+            if getattr(self.collector, "_carrier", None) is not None
+            else None,
             "wandb_id": self.wandb_id,
         }
 
@@ -136,7 +151,10 @@ class Run:
         self.hooks.load_state_dict(state["interventions"])
         c = state["counters"]
         self.env_steps, self.batches, self.next_log, self.next_ckpt = (
-            c["env_steps"], c["batches"], c["next_log"], c["next_ckpt"],
+            c["env_steps"],
+            c["batches"],
+            c["next_log"],
+            c["next_ckpt"],
         )
         self.episodes, self.tail, self.last_record = c["episodes"], c["tail"], c["last_record"]
         self.env.transform.load_state_dict(state["env_transform"])
@@ -170,9 +188,15 @@ class Run:
             from repdyn.logging.wandb_sink import WandbSink
 
             sink = WandbSink(
-                str(self.run_dir), redact(to_container(self.cfg)), project=lc.project, entity=lc.entity,
-                group=lc.group or self.cfg.name, name=f"{self.cfg.name}/{self.run_dir.name}",
-                tags=redact(self.overrides), mode=lc.mode, run_id=self.wandb_id,
+                str(self.run_dir),
+                redact(to_container(self.cfg)),
+                project=lc.project,
+                entity=lc.entity,
+                group=lc.group or self.cfg.name,
+                name=f"{self.cfg.name}/{self.run_dir.name}",
+                tags=redact(self.overrides),
+                mode=lc.mode,
+                run_id=self.wandb_id,
             )
             self.wandb_id = sink.run_id
             sinks.append(sink)
@@ -208,12 +232,13 @@ class Run:
 
     # --- loop -----------------------------------------------------------------------------------------------
     def train(self, stop: _StopRequest) -> None:
-        from repdyn.metrics.trust_region import trust_region_metrics
         from repdyn.monitor import batch_metrics, drift_metrics
 
         cfg, mcfg = self.cfg, self.cfg.metrics
         log_every = cfg.train.log_every * self.total
-        bar = tqdm(total=self.total, initial=self.env_steps, unit="step", disable=not cfg.train.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total, initial=self.env_steps, unit="step", disable=not cfg.train.progress, dynamic_ncols=True
+        )
         t_start, steps_start = time.time(), self.env_steps
         while self.env_steps < self.total:
             batch = next(self.collector_iter)
@@ -221,7 +246,7 @@ class Run:
             self.batches += 1
             self._episode_stats(batch)
             record = self.hooks.on_batch_collected(batch, self.agent)
-            self.agent.compute_advantages(batch)
+            self.agent.process_batch(batch)
             logging_now = self.env_steps >= self.next_log or self.env_steps >= self.total
             if logging_now and mcfg.representation:
                 start, start_outs = batch_metrics(batch, self.agent, mcfg, "start")
@@ -231,7 +256,6 @@ class Run:
             self.collector.update_policy_weights_()
             if logging_now:
                 record.update(result.scalars)
-                record.update(trust_region_metrics(result.ratios, cfg.agent.clip_eps, self.agent.continuous))
                 if mcfg.representation:
                     end, end_outs = batch_metrics(batch, self.agent, mcfg, "end")
                     record.update(end)
@@ -260,9 +284,16 @@ class Run:
     def summary(self, status: str, **extra: Any) -> dict[str, Any]:
         final = {k: v for k, v in self.last_record.items() if not k.startswith("_")}
         return {
-            "status": status, "env_steps": self.env_steps, "total_frames": self.total, "batches": self.batches,
-            "wall_time": time.time() - self.wall_start, "git_commit": _git_commit(), "overrides": self.overrides,
-            "final": final, "last_5pct": {k: float(np.mean(v)) for k, v in self.tail.items()}, **extra,
+            "status": status,
+            "env_steps": self.env_steps,
+            "total_frames": self.total,
+            "batches": self.batches,
+            "wall_time": time.time() - self.wall_start,
+            "git_commit": _git_commit(),
+            "overrides": self.overrides,
+            "final": final,
+            "last_5pct": {k: float(np.mean(v)) for k, v in self.tail.items()},
+            **extra,
         }
 
 
@@ -309,6 +340,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> str:
     logging.getLogger("torchrl").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Nested TransformedEnvs")
     hc = HydraConfig.get()
     try:
         validate(cfg)

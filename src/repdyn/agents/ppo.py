@@ -21,6 +21,7 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from repdyn.agents.losses import ppo_clip_objective
 from repdyn.agents.networks import ActorNet, CriticNet, build_body, build_collector_policy, make_dist
+from repdyn.metrics.trust_region import trust_region_metrics
 
 
 class Diverged(RuntimeError):
@@ -33,7 +34,7 @@ class Diverged(RuntimeError):
 
 @dataclass
 class UpdateResult:
-    """What one batch's optimisation phase produced (scalars to log, ratios for the trust-region metrics)."""
+    """What one batch's optimisation phase produced: scalars to log (at log points) and raw tensors for tests."""
 
     scalars: dict[str, float] = field(default_factory=dict)
     ratios: torch.Tensor | None = None
@@ -76,7 +77,7 @@ class PPOAgent:
         return torch.optim.Adam(params, lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps)
 
     @torch.no_grad()
-    def compute_advantages(self, batch: TensorDict) -> None:
+    def process_batch(self, batch: TensorDict) -> None:
         """GAE(γ, λ) on the [num_envs, T] batch, with rewards as left by the ``on_batch_collected`` hooks."""
         next_value = self.critic(batch["next", "observation"])[0]
         adv, target = vec_generalized_advantage_estimate(
@@ -154,7 +155,27 @@ class PPOAgent:
         scalars["ppo/objective_last"] = float(objective.detach().mean())
         for name, opt in self.optimizers.items():
             scalars[f"opt/{name}/lr"] = opt.param_groups[0]["lr"]
+        tr = trust_region_metrics(all_ratios, a.clip_eps, self.continuous)
+        scalars.update({f"trust_region/{k}": v for k, v in tr.items()})
         return UpdateResult(scalars, all_ratios)
+
+    # --- metric views (used by repdyn.monitor) ---------------------------------------------------------------
+    def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
+        """The rollout-time outputs of ``net`` in the layout of its forward pass (no recomputation)."""
+        reps = (flat[net, "features"], flat[net, "preact"], flat[net, "preacts_all"])
+        if net == "critic":
+            return (flat["state_value"], *reps)
+        if self.continuous:
+            return (flat["loc"], flat["scale"], *reps)
+        return (flat["logits"], *reps)
+
+    def metric_kwargs(self, net: str, outs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+        """Extra arguments of ``representation_metrics`` for ``net``: values, or the policy's parameters."""
+        if net == "critic":
+            return {"values": outs[0]}
+        if self.continuous:
+            return {"policy": (outs[0], outs[1]), "policy_kind": "tanh_normal"}
+        return {"policy": outs[0], "policy_kind": "categorical", "from_logits": True}
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +18,17 @@ log = logging.getLogger(__name__)
 
 class WandbSink:
     def __init__(
-        self, run_dir: str, config: dict[str, Any], *, project: str, entity: str | None, group: str, name: str,
-        tags: list[str], mode: str, run_id: str | None = None,
+        self,
+        run_dir: str,
+        config: dict[str, Any],
+        *,
+        project: str,
+        entity: str | None,
+        group: str,
+        name: str,
+        tags: list[str],
+        mode: str,
+        run_id: str | None = None,
     ) -> None:
         self.run = None
         self.failures = 0
@@ -28,10 +38,19 @@ class WandbSink:
 
             if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
                 raise RuntimeError("logger.mode=online but no WANDB_API_KEY / netrc credentials were found")
-            self.run_id = run_id or wandb.util.generate_id()
+            self.run_id = run_id or uuid.uuid4().hex[:12]
             self.run = wandb.init(
-                project=project, entity=entity, group=group, name=name, tags=tags[:64], config=config, dir=run_dir,
-                mode=mode, id=self.run_id, resume="allow", reinit="create_new",
+                project=project,
+                entity=entity,
+                group=group,
+                name=name,
+                tags=tags[:64],
+                config=config,
+                dir=run_dir,
+                mode=mode,
+                id=self.run_id,
+                resume="allow",
+                reinit="create_new",
                 settings=wandb.Settings(init_timeout=60, silent=True, console="off"),
             )
         except Exception as e:  # W&B unavailable: report once, train on with the local history
