@@ -13,6 +13,7 @@ Install the browser with ``launch/install_chromium.sh`` (Debian package ``chromi
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -96,7 +97,10 @@ class _PipeCDP:
         msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
             msg["sessionId"] = session
-        os.write(self.write_fd, json.dumps(msg).encode() + b"\0")
+        try:
+            os.write(self.write_fd, json.dumps(msg).encode() + b"\0")
+        except BrokenPipeError as err:
+            raise RuntimeError(f"Chromium exited before {method} (exit code {self.proc.poll()})") from err
         deadline = time.monotonic() + timeout
         while True:
             reply = self._read_message(deadline)
@@ -157,9 +161,11 @@ def render_page(
     from_chrome_r, from_chrome_w = os.pipe()
 
     def _child_fds() -> None:
-        # Chromium reads commands on fd 3 and writes replies on fd 4. Duplicate first so that neither pipe end is
-        # clobbered when it already sits on 3 or 4, and so dup2 clears close-on-exec (dup2(fd, fd) would not).
-        r, w = os.dup(to_chrome_r), os.dup(from_chrome_w)
+        # Chromium reads commands on fd 3 and writes replies on fd 4. Move both ends above 10 first (F_DUPFD), so
+        # neither is clobbered when it already sits on 3 or 4 and dup2 always targets a different fd (dup2 onto
+        # itself would keep Python's close-on-exec flag and Chromium would find the pipe closed).
+        r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
+        w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
         os.dup2(r, 3)
         os.dup2(w, 4)
 

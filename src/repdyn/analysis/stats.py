@@ -222,15 +222,18 @@ def normalised_l2(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
     return float(np.sqrt(np.sum((a[ok] - b[ok]) ** 2)) / (np.sqrt(t) * width))
 
 
-def pair_agreement(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, width: float) -> dict[str, float]:
+def pair_agreement(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, width: float | None
+) -> dict[str, float]:
     """Kendall τ-b, Spearman ρ, Pearson r and normalised L2 between two curves of one run (finite pairs only).
-    Correlations are NaN for fewer than 2 points or a constant curve."""
+    Correlations are NaN for fewer than 2 points or a constant curve; L2 is NaN when ``width`` is None or NaN
+    (feature width unknown)."""
     a, b = _as_float_array(x, "x"), _as_float_array(y, "y")
     if a.shape != b.shape:
         raise ValueError(f"x and y must have the same length, got {a.shape} and {b.shape}")
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]
-    out = {"l2": normalised_l2(a, b, width)}
+    out = {"l2": float("nan") if width is None or np.isnan(width) else normalised_l2(a, b, width)}
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         out.update(kendall=float("nan"), spearman=float("nan"), pearson=float("nan"))
         return out
@@ -245,7 +248,7 @@ def pair_agreement(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
 def rank_agreement(
     runs: Mapping[str, pd.DataFrame],
     metrics: Sequence[str],
-    width: float | Mapping[str, float],
+    width: float | None | Mapping[str, float | None],
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Agreement between rank metrics across runs (seed 002_0c42dbebb091a015 App. E.2).
 
