@@ -122,6 +122,11 @@ def _trainable(model: nn.Module) -> dict[str, Tensor]:
     return params
 
 
+def _pname(module: str, param: str) -> str:
+    """Qualified parameter name (the root module's name is "")."""
+    return f"{module}.{param}" if module else param
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -161,7 +166,7 @@ def _structured_modules(model: nn.Module, params: dict[str, Tensor], x: Tensor) 
         tape.close()
     ok = []
     for name, recs in tape.records.items():
-        trainable = any(f"{name}.{p}" in params for p in ("weight", "bias"))
+        trainable = any(_pname(name, p) in params for p in ("weight", "bias"))
         if trainable and len(recs) == 1 and recs[0][0].ndim == 2 and recs[0][0].shape[0] == min(2, x.shape[0]):
             ok.append(name)
     return ok
@@ -197,9 +202,9 @@ def _linear_factors(
     for m in modules:
         h = torch.cat(inputs[m])
         cols = []
-        if f"{m}.weight" in params:
+        if _pname(m, "weight") in params:
             cols.append(h)
-        if f"{m}.bias" in params:
+        if _pname(m, "bias") in params:
             cols.append(torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device))
         factors[m] = (torch.cat(deltas[m]), torch.cat(cols, dim=1))
     return factors
@@ -233,7 +238,7 @@ def _jacobian_chunk(n_params: int, itemsize: int, chunk_size: int, max_chunk_byt
 def _split_params(
     model: nn.Module, params: dict[str, Tensor], structured: list[str]
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    covered = {f"{m}.{p}" for m in structured for p in ("weight", "bias")}
+    covered = {_pname(m, p) for m in structured for p in ("weight", "bias")}
     diff = {k: v.detach() for k, v in params.items() if k not in covered}
     const = {k: v.detach() for k, v in model.named_parameters() if k not in diff}
     const.update(dict(model.named_buffers()))
@@ -247,7 +252,7 @@ def _resolve(model: nn.Module, params: dict[str, Tensor], x: Tensor, method: str
         return []
     structured = _structured_modules(model, params, x)
     if method == "structured":
-        covered = {f"{m}.{p}" for m in structured for p in ("weight", "bias")}
+        covered = {_pname(m, p) for m in structured for p in ("weight", "bias")}
         rest = sorted(set(params) - covered)
         if rest:
             raise ValueError(
