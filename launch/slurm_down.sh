@@ -36,6 +36,15 @@ stop() { # usage: stop PIDFILE COMM
 }
 
 if [[ -d "$D" ]]; then
+    # Jobs of this cluster would outlive slurmd (process tracking is by /proc, not cgroups): cancel them first.
+    if pidfile_alive "$D/run/slurmctld.pid" slurmctld; then
+        jobs="$(squeue -h -o %A 2>/dev/null || true)"
+        if [[ -n "$jobs" ]]; then
+            # shellcheck disable=SC2086
+            scancel $jobs || true
+            wait_for "jobs to end" 20 bash -c '[[ -z "$(squeue -h -o %A)" ]]' || true
+        fi
+    fi
     stop "$D/run/slurmd.pid" slurmd
     stop "$D/run/slurmctld.pid" slurmctld
     stop "$D/run/slurmdbd.pid" slurmdbd
