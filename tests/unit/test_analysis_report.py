@@ -1,0 +1,141 @@
+"""Aggregated numbers of the report on a synthetic sweep with known curves (repdyn.analysis.synthetic), and the
+files the report writes (PNG decodes, HTML embeds each figure, CSVs hold the same numbers)."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import image as mpimg
+
+from repdyn.analysis.loader import load_runs
+from repdyn.analysis.report import ReportOptions, compute_tables, make_report
+from repdyn.analysis.synthetic import write_synthetic_sweep
+
+N, H = 1000, 100_000  # log steps, horizon: step = 100·k, u = k / 1000
+U_LAST = np.arange(951, 1001) / N  # the last 5%: steps (95000, 100000]
+A = "batch_start/actor/"
+
+
+@pytest.fixture(scope="module")
+def runset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analysis") / "sweep"
+    write_synthetic_sweep(root, n_logs=N, horizon=H, collapse_u={2: 0.7})  # epochs=2: ratios trivial after u=0.7
+    return load_runs(root, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tables(runset):
+    return compute_tables(runset, ReportOptions())
+
+
+def _final(tables, run, key):
+    return float(tables.final.set_index("run").loc[run, key])
+
+
+def test_last_five_percent_averages(tables):
+    u = U_LAST.mean()  # 0.9755
+    for run, (e, s) in {"0": (1, 0), "1": (1, 1), "2": (2, 0), "3": (2, 1)}.items():
+        assert _final(tables, run, "env/return") == pytest.approx(100 * u + 10 * s - 20 * (e - 1))
+        assert _final(tables, run, A + "approx_rank") == pytest.approx(60 - 10 * e * u + s)
+        # floor(8·e·u) is 7 (e=1) / 15 (e=2) for k = 951..999 and 8 / 16 at k = 1000
+        assert _final(tables, run, A + "dead_units") == pytest.approx((49 * (8 * e - 1) + 8 * e) / 50)
+        # capacity is logged at k = 975 and 1000 only
+        assert _final(tables, run, "capacity/actor/loss") == pytest.approx(0.01 * e * (0.975 + 1.0) / 2)
+
+
+def test_excess_ratio_window_rule(tables):
+    # epochs=1: never collapses -> the last 5% (k = 951..1000), excess = 1 + u
+    assert _final(tables, "0", "trust_region/excess_ratio") == pytest.approx(1 + U_LAST.mean())
+    assert _final(tables, "0", "excess_ratio_window_end") == H
+    # epochs=2: ratios stop at u = 0.7 (step 70000) -> window (65000, 70000], k = 651..700
+    assert _final(tables, "2", "trust_region/excess_ratio") == pytest.approx(1 + np.arange(651, 701).mean() / N)
+    assert _final(tables, "2", "excess_ratio_window_end") == 70_000
+    assert _final(tables, "2", "excess_ratio_count") == 50
+
+
+def test_training_curve_band_is_ewma_of_linear_curves(tables):
+    # x_k = 60 + s - (e/100)·k has slope b = -e/100; the EWMA lags by d_k = b(1-a)/a · (1 - (1-a)^(k-1))
+    c = tables.curves[(tables.curves.metric == A + "approx_rank") & (tables.curves.group == "epochs=1")]
+    c = c.set_index("step")
+    a, b, k = 0.05, -0.01, np.array([1, 10, 1000])
+    lag = b * (1 - a) / a * (1 - (1 - a) ** (k - 1))
+    x0 = 60 + b * k  # seed 0
+    np.testing.assert_allclose(c.loc[100 * k, "min"], x0 - lag)
+    np.testing.assert_allclose(c.loc[100 * k, "max"], x0 + 1 - lag)
+    np.testing.assert_allclose(c.loc[100 * k, "mean"], x0 + 0.5 - lag)
+    assert (c["n"] == 2).all() and len(c) == N
+
+
+def test_capacity_curve_is_not_smoothed(tables):
+    c = tables.curves[(tables.curves.metric == "capacity/actor/loss") & (tables.curves.group == "epochs=2")]
+    assert len(c) == N // 25
+    np.testing.assert_allclose(c["mean"].to_numpy(), 0.02 * np.arange(25, N + 1, 25) / N)
+
+
+def test_trust_region_windows_find_the_planted_lows(tables):
+    w = tables.windows
+    assert len(w) == 4 * 20
+    first3 = w[w.run == "0"].head(3)
+    assert first3["window"].tolist() == [55, 7, 30]
+    np.testing.assert_allclose(first3["trust_region/ratio_below_mean"], [0.4, 0.5, 0.6])
+    # window 55 = k 550..559: preact 1 + e·u -> 1 + mean(u) for e = 1; dead floor(8u) = 4 (e=1), floor(16u) = 8 (e=2)
+    w55 = w[w.window == 55].set_index("run")
+    assert w55.loc["0", A + "preact_norm"] == pytest.approx(1 + np.arange(550, 560).mean() / N)
+    assert w55.loc["0", A + "dead_units"] == 4 and w55.loc["2", A + "dead_units"] == 8
+    assert tables.window_correlations[A + "dead_units"]["n"] == 80
+
+
+def test_rank_agreement_known_relations(tables):
+    ag = tables.agreement
+    er, ar, sr, fr, nr = (A + m for m in ("effective_rank", "approx_rank", "srank", "feature_rank", "numerical_rank"))
+    assert ag["pearson"]["mean"].loc[er, ar] == pytest.approx(1.0)
+    assert ag["l2"]["mean"].loc[er, ar] == pytest.approx(2 / 64)  # constant gap 2, D = 64
+    assert ag["l2"]["worst"].loc[er, ar] == pytest.approx(2 / 64)
+    # feature_rank = approx²/64 is monotone: rank correlations exactly 1, Pearson just below
+    assert ag["kendall"]["worst"].loc[fr, ar] == pytest.approx(1.0)
+    assert ag["spearman"]["worst"].loc[fr, ar] == pytest.approx(1.0)
+    assert 0.99 < ag["pearson"]["worst"].loc[fr, ar] < 1.0
+    # srank = 2·approx: L2 = rms(approx)/64, worst over runs = the largest rms (epochs 1, seed 1)
+    u = np.arange(1, N + 1) / N
+    rms = [np.sqrt(np.mean((60 - 10 * e * u + s) ** 2)) / 64 for e in (1, 2) for s in (0, 1)]
+    assert ag["l2"]["mean"].loc[sr, ar] == pytest.approx(np.mean(rms))
+    assert ag["l2"]["worst"].loc[sr, ar] == pytest.approx(max(rms))
+    # numerical_rank is constant: correlations undefined in every run, excluded (n = 0)
+    assert math.isnan(ag["kendall"]["mean"].loc[nr, ar]) and ag["kendall"]["n"].loc[nr, ar] == 0
+
+
+def test_absent_default_panels_are_noted_not_fatal(tables):
+    assert any("capacity/critic/loss" in n for n in tables.notes)
+    assert "capacity/critic/loss" not in set(tables.curves.metric)
+
+
+def test_bad_option_is_one_clear_error(runset):
+    with pytest.raises(ValueError, match="network: must be one of"):
+        compute_tables(runset, ReportOptions(network="policy"))
+    with pytest.raises(ValueError, match="formats"):
+        compute_tables(runset, ReportOptions(formats=["jpg"]))
+
+
+def test_report_files(runset, tmp_path):
+    res = make_report(runset, tmp_path / "out", ReportOptions(formats=["png", "pdf"]))
+    html = res.html.read_text()
+    assert set(res.figures) == {"curves", "trust_region", "final", "rank_agreement"}
+    for name, (png, pdf) in res.figures.items():
+        img = mpimg.imread(png)
+        assert img.shape[0] > 300 and img.shape[1] > 600, name
+        assert img[..., :3].std() > 0.05, name  # not a blank canvas
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
+        # the page embeds exactly this PNG
+        m = re.search(rf'id="fig-{name}"><img alt="{name}" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+        assert m and base64.b64decode(m.group(1)) == png.read_bytes(), name
+    assert "<script" not in html and "http://" not in html and "https://" not in html  # self-contained, no JS
+    final = pd.read_csv(res.csv["final"])
+    assert final.set_index("run").loc[2, "excess_ratio_window_end"] == 70_000
+    table = pd.read_csv(res.csv["table"])
+    assert len(table) == 4 * N and {"run", "group", "step", A + "approx_rank"} <= set(table.columns)
+    assert set(pd.read_csv(res.csv["rank_agreement"]).stat) == {"kendall", "spearman", "pearson", "l2"}
