@@ -1,0 +1,52 @@
+"""The metrics group options (default / full / none) compose against MetricsConfig; the registry follows them."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from repdyn.metrics.config import MetricsConfig
+from repdyn.metrics.registry import REGISTRY, active, get_metric
+from repdyn.paths import CONF_DIR
+
+
+def compose_metrics(option: str) -> MetricsConfig:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="metrics", name="metrics_schema", node=MetricsConfig)
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose(overrides=[f"+metrics={option}"])  # the group alone, no primary config
+    return OmegaConf.to_object(cfg.metrics)
+
+
+def test_options_compose() -> None:
+    default, full, none = (compose_metrics(o) for o in ("default", "full", "none"))
+    assert isinstance(default, MetricsConfig)
+    assert (default.representation, default.every, default.capacity, default.capacity_every) == (
+        True,
+        0.001,
+        True,
+        0.025,
+    )
+    assert not default.ntk and not default.update_rank
+    assert full.ntk and full.update_rank and full.ntk_samples == 1000 and full.update_rank_k == 256
+    assert not (none.representation or none.capacity or none.ntk or none.update_rank)
+    assert [s.name for s in active(default)] == ["representation", "feature_drift", "trust_region", "capacity"]
+    assert [s.name for s in active(full)] == list(REGISTRY)
+    assert [s.name for s in active(none)] == ["trust_region"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("every", 0.0), ("capacity_every", 2.0), ("delta", 1.0), ("ntk_q_reduction", "min"), ("update_rank_k", 0)],
+)
+def test_bad_values_raise_naming_the_field(field: str, value) -> None:
+    with pytest.raises(ValueError, match=f"metrics.{field}"):
+        MetricsConfig(**{field: value})
+
+
+def test_registry_lookup() -> None:
+    assert get_metric("ntk").every == "ntk_every"
+    with pytest.raises(ValueError, match="registered"):
+        get_metric("nope")
