@@ -135,12 +135,26 @@ def validate(cfg: DictConfig) -> None:
         _check(0 < v <= 1, f"train.{key}", f"must be a fraction of the budget in (0, 1], got {v}")
     _check(train.threads >= 1, "train.threads", f"must be ≥ 1, got {train.threads}")
     _check(cfg.seed >= 0, "seed", f"must be ≥ 0, got {cfg.seed}")
-    _check(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device", f"must be 'cpu' or 'cuda[:i]', got {cfg.device!r}")
+    _check(
+        cfg.device == "cpu" or cfg.device.startswith("cuda"),
+        "device",
+        f"must be 'cpu' or 'cuda[:i]', got {cfg.device!r}",
+    )
     _check(model.name in ("mlp", "cnn"), "model.name", f"must be 'mlp' or 'cnn', got {model.name!r}")
-    _check(model.activation in ACTIVATIONS, "model.activation", f"must be one of {ACTIVATIONS}, got {model.activation!r}")
+    _check(
+        model.activation in ACTIVATIONS, "model.activation", f"must be one of {ACTIVATIONS}, got {model.activation!r}"
+    )
     _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden), "model.hidden", "needs ≥ 1 positive width")
-    _check((model.name == "cnn") == (env.family == "atari"), "model", "use model=cnn with env=atari/* and model=mlp otherwise")
-    _check(cfg.logger.backend in ("wandb", "none"), "logger.backend", f"must be 'wandb' or 'none', got {cfg.logger.backend!r}")
+    _check(
+        (model.name == "cnn") == (env.family == "atari"),
+        "model",
+        "use model=cnn with env=atari/* and model=mlp otherwise",
+    )
+    _check(
+        cfg.logger.backend in ("wandb", "none"),
+        "logger.backend",
+        f"must be 'wandb' or 'none', got {cfg.logger.backend!r}",
+    )
     _check(
         cfg.logger.mode in ("offline", "online", "disabled"),
         "logger.mode",
@@ -158,11 +172,22 @@ def validate(cfg: DictConfig) -> None:
         _check(0 < agent.clip_eps < 1, "agent.clip_eps", f"must be in (0, 1), got {agent.clip_eps}")
         _check(0 < agent.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {agent.gamma}")
         _check(0 <= agent.gae_lambda <= 1, "agent.gae_lambda", f"must be in [0, 1], got {agent.gae_lambda}")
-        _check(len(agent.betas) == 2 and all(0 <= b < 1 for b in agent.betas), "agent.betas", "must be two values in [0, 1)")
+        _check(
+            len(agent.betas) == 2 and all(0 <= b < 1 for b in agent.betas),
+            "agent.betas",
+            "must be two values in [0, 1)",
+        )
         _check(agent.max_grad_norm > 0, "agent.max_grad_norm", f"must be > 0, got {agent.max_grad_norm}")
     m = cfg.metrics
     for key in ("every", "capacity_every"):
         _check(0 < m[key] <= 1, f"metrics.{key}", f"must be a fraction of the budget in (0, 1], got {m[key]}")
+    if env.family in ("classic", "mujoco"):
+        from repdyn.envs.gym_vector import check_env_id
+
+        try:
+            check_env_id(env.id)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     validate_interventions(cfg)
 
 

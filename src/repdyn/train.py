@@ -348,6 +348,7 @@ def _hydra_main(cfg: DictConfig) -> str:
         print(f"repdyn: config error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     status = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+    print(f"repdyn: run {status}; outputs in {hc.runtime.output_dir}", flush=True)
     if status == "diverged" and hc.mode != RunMode.MULTIRUN:
         sys.exit(EXIT_DIVERGED)  # in a multirun the status is in summary.json and the sweep continues
     return status

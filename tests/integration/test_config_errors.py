@@ -1,0 +1,38 @@
+"""Malformed command lines fail before any env is built, with a message naming the problem (issue 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_cli
+
+CASES = [
+    (["env=classic/nonexistent"], "env/classic/nonexistent"),  # unknown group option
+    (["agent.epocs=3"], "epocs"),  # typo'd key
+    (["agent.epochs=abc"], "agent.epochs"),  # wrong type
+    (["train.total_frames=-5"], "train.total_frames"),  # negative budget
+    (["agent.clip_eps=1.5"], "agent.clip_eps"),
+    (["env.id=CartPol-v1"], "CartPole-v1"),  # unknown env id: suggests the close name
+    (["model.activation=sigmoid"], "model.activation"),
+    (["logger.mode=onlin"], "logger.mode"),
+    (["agent.minibatch_size=100000"], "agent.minibatch_size"),
+    (["intervention=[nonexistent]"], "intervention/nonexistent"),
+    (["seed=-1"], "seed"),
+    (["train.log_every=2"], "train.log_every"),
+    (["+foo=1"], "foo"),
+    (["model=cnn"], "model"),  # a CNN on a vector-observation env
+    (["env.num_envs=0"], "env.num_envs"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_command_line_fails_fast(tmp_path, args, needle):
+    run_dir = tmp_path / "run"
+    proc = run_cli("env=classic/cartpole", "train.total_frames=512", *args, f"hydra.run.dir={run_dir}", timeout=120)
+    assert proc.returncode != 0
+    assert needle in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr  # one clear message, not a stack trace
+    # nothing was built or logged: no history, no checkpoint, no W&B run
+    assert not (run_dir / "history.jsonl").exists()
+    assert not (run_dir / "checkpoints").exists()
+    assert not (run_dir / "wandb").exists()
