@@ -19,7 +19,7 @@ CASES = [
     (["intervention=[nonexistent]"], "intervention/nonexistent"),
     (["seed=-1"], "seed"),
     (["train.log_every=2"], "train.log_every"),
-    (["+foo=1"], "foo"),
+    (["sed=1"], "sed"),  # typo'd top-level key
     (["model=cnn"], "model"),  # a CNN on a vector-observation env
     (["env.num_envs=0"], "env.num_envs"),
 ]
