@@ -1,0 +1,21 @@
+"""``python -m repdyn.bench {ppo,metrics,atari,all} [args]`` — see each module's docstring."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = {"ppo": "repdyn.bench.ppo", "metrics": "repdyn.bench.metrics", "atari": "repdyn.bench.atari"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in (*BENCHES, "all"):
+        sys.exit(f"usage: python -m repdyn.bench {{{','.join(BENCHES)},all}} [args]")
+    names = list(BENCHES) if argv[0] == "all" else [argv[0]]
+    for name in names:
+        importlib.import_module(BENCHES[name]).main(argv[1:] if len(names) == 1 else [])
+
+
+if __name__ == "__main__":
+    main()

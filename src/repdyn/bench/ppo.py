@@ -1,0 +1,171 @@
+"""PPO throughput on the paper's MuJoCo setting (Hopper, 2 envs × 1024, minibatch 64, 10 epochs; SPEC §7).
+
+Measured in one run and printed with ratios:
+- raw env rate: gymnasium ``SyncVectorEnv`` stepping pre-sampled random actions (the physical limit);
+- collection: ``torchrl.collectors.Collector`` with our actor+critic policy (frames/s, and its ratio to raw);
+- update: our minibatch loop (:meth:`repdyn.agents.ppo.PPOAgent.update`) vs ``torchrl.objectives.ClipPPOLoss`` driven
+  the same way (grad steps/s; the reason ``agents/ppo.py`` writes its loop is per-sample ratios, not speed — this
+  shows what it costs or saves);
+- end to end: a real run (collection + update + default metrics + logging), frames/s and ratio to raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from repdyn.config import register_configs
+    from repdyn.paths import CONF_DIR
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def raw_env_rate(env_id: str, num_envs: int, steps: int) -> float:
+    import gymnasium as gym
+
+    vec = gym.vector.SyncVectorEnv([lambda: gym.make(env_id)] * num_envs)
+    vec.reset(seed=0)
+    vec.action_space.seed(0)
+    actions = [vec.action_space.sample() for _ in range(steps)]
+    t = time.perf_counter()
+    for a in actions:
+        vec.step(a)
+    return steps * num_envs / (time.perf_counter() - t)
+
+
+def _clip_ppo_update(agent, batch, cfg) -> float:
+    """Grad steps/s of torchrl's ClipPPOLoss on the same batch, sampler and optimizers as our update."""
+    from torchrl.objectives import ClipPPOLoss
+
+    a = cfg.agent
+    loss = ClipPPOLoss(
+        agent.policy[0],
+        agent.policy[1],
+        clip_epsilon=a.clip_eps,
+        entropy_bonus=False,
+        critic_coeff=a.value_coef,
+        loss_critic_type="l2",
+        normalize_advantage=a.normalize_advantage,
+    )
+    loss.set_keys(sample_log_prob="action_log_prob")
+    flat = batch.select("observation", "action", "action_log_prob", "advantage", "value_target").reshape(-1)
+    agent.buffer.empty()
+    agent.buffer.extend(flat)
+    n = a.epochs * agent.minibatches_per_epoch
+    t = time.perf_counter()
+    for _ in range(n):
+        mb = agent.buffer.sample()
+        out = loss(mb)
+        total = out["loss_objective"] + out["loss_critic"]
+        for o in agent.optimizers.values():
+            o.zero_grad(set_to_none=True)
+        total.backward()
+        for net in agent.networks.values():
+            torch.nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm)
+        for o in agent.optimizers.values():
+            o.step()
+    return n / (time.perf_counter() - t)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m repdyn.bench ppo", description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="mujoco/hopper", help="env config option")
+    parser.add_argument("--batches", type=int, default=3, help="timed collector batches")
+    parser.add_argument("--e2e-frames", type=int, default=2048 * 4, help="frames of the end-to-end run")
+    args = parser.parse_args(list(argv or []))
+    torch.set_num_threads(1)
+    from torchrl.collectors import Collector
+
+    from repdyn.agents import build_agent
+    from repdyn.envs import make_env
+    from repdyn.envs.obs_norm import add_frozen_obs_norm
+    from repdyn.interventions import Hooks
+    from repdyn.train import run
+
+    cfg = _compose([f"env={args.env}", "logger=none", "train.progress=false"])
+    e = cfg.env
+    batch_frames = e.num_envs * e.frames_per_env
+    res: dict[str, float] = {}
+    res["raw_env_fps"] = raw_env_rate(e.id, e.num_envs, 3000)
+
+    torch.manual_seed(0)
+    env = make_env(e, 0)
+    if e.obs_norm:
+        add_frozen_obs_norm(env, e.obs_norm_steps)
+    agent = build_agent(cfg, env)
+    collector = Collector(
+        env, agent.policy, frames_per_batch=batch_frames, total_frames=-1, auto_register_policy_transforms=False
+    )
+    it = iter(collector)
+    batch = next(it)  # warm-up
+    t = time.perf_counter()
+    for _ in range(args.batches):
+        batch = next(it)
+    res["collect_fps"] = args.batches * batch_frames / (time.perf_counter() - t)
+    collector.shutdown()
+
+    agent.process_batch(batch)
+    hooks = Hooks([])
+    n_steps = cfg.agent.epochs * agent.minibatches_per_epoch
+    t = time.perf_counter()
+    agent.update(batch, 0, hooks)
+    dt = time.perf_counter() - t
+    res["update_grad_steps_per_s"] = n_steps / dt
+    res["update_fps"] = batch_frames / dt
+    res["clipppoloss_grad_steps_per_s"] = _clip_ppo_update(agent, batch, cfg)
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg2 = _compose(
+            [f"env={args.env}", "logger=none", "train.progress=false", f"train.total_frames={args.e2e_frames}"]
+        )
+        t = time.perf_counter()
+        run(cfg2, d)
+        res["e2e_fps"] = args.e2e_frames / (time.perf_counter() - t)
+
+    table = Table(
+        title=f"PPO throughput — {e.id}, {e.num_envs} envs × {e.frames_per_env}, "
+        f"minibatch {cfg.agent.minibatch_size}, {cfg.agent.epochs} epochs (1 torch thread)"
+    )
+    for col in ("measure", "value", "ratio"):
+        table.add_column(col)
+    raw = res["raw_env_fps"]
+    table.add_row("raw env (gymnasium SyncVectorEnv)", f"{raw:,.0f} frames/s", "1.00 (limit)")
+    table.add_row(
+        "collection (torchrl Collector + policy)",
+        f"{res['collect_fps']:,.0f} frames/s",
+        f"{res['collect_fps'] / raw:.2f} of raw",
+    )
+    table.add_row(
+        "update: ours", f"{res['update_grad_steps_per_s']:,.0f} grad steps/s ({res['update_fps']:,.0f} frames/s)", ""
+    )
+    table.add_row(
+        "update: torchrl ClipPPOLoss",
+        f"{res['clipppoloss_grad_steps_per_s']:,.0f} grad steps/s",
+        f"ours/ClipPPOLoss = {res['update_grad_steps_per_s'] / res['clipppoloss_grad_steps_per_s']:.2f}×",
+    )
+    table.add_row(
+        "end to end (incl. obs-norm init, metrics)",
+        f"{res['e2e_fps']:,.0f} frames/s",
+        f"{res['e2e_fps'] / raw:.2f} of raw",
+    )
+    Console().print(table)
+    return res
+
+
+if __name__ == "__main__":
+    main()
