@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     console = Console()
+    if not console.is_terminal:  # piped output: do not squeeze the table into 80 columns
+        console = Console(width=120)
     console.print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); median of {args.repeats}")
     rows = bench_ntk(args.n, args.repeats)
     rows += bench_update_rank(args.k, args.probe, args.repeats)
