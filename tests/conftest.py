@@ -22,7 +22,11 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     overrides = [a for a in args if not a.startswith("-")]
     return subprocess.run(
         [sys.executable, "-m", "repdyn.train", *flags, "train.progress=false", *overrides],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
 
 

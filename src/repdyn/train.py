@@ -86,6 +86,7 @@ class Run:
         self.env_steps, self.batches = 0, 0
         self.next_log = 0.0
         self.next_ckpt = cfg.train.checkpoint_every * self.total
+        self.next_capacity = 0.0
         self.episodes = {"return": [], "length": [], "return_raw": []}
         self.last_record: dict[str, Any] = {}
         self.tail: dict[str, list[float]] = {}  # values logged in the last 5% of the budget, for the summary
@@ -110,6 +111,11 @@ class Run:
         self.agent = build_agent(cfg, self.env)
         self.hooks = Hooks.from_config(cfg)
         self.hooks.on_agent_built(self.agent)
+        self.capacity = None
+        if cfg.metrics.capacity and hasattr(self.agent, "capacity_kinds"):
+            from repdyn.capacity import CapacityProbe
+
+            self.capacity = CapacityProbe(cfg, self.run_dir, self.env)
         self.collector = Collector(
             self.env,
             self.agent.policy,
@@ -131,6 +137,7 @@ class Run:
                 "batches": self.batches,
                 "next_log": self.next_log,
                 "next_ckpt": self.next_ckpt,
+                "next_capacity": self.next_capacity,
                 "episodes": self.episodes,
                 "tail": self.tail,
                 "last_record": self.last_record,
@@ -157,6 +164,7 @@ class Run:
             c["next_ckpt"],
         )
         self.episodes, self.tail, self.last_record = c["episodes"], c["tail"], c["last_record"]
+        self.next_capacity = c["next_capacity"]
         self.env.transform.load_state_dict(state["env_transform"])
         exact = set_env_state(self.env, state["env_sim"])
         if exact and state["carrier"] is not None:
@@ -240,6 +248,9 @@ class Run:
             total=self.total, initial=self.env_steps, unit="step", disable=not cfg.train.progress, dynamic_ncols=True
         )
         t_start, steps_start = time.time(), self.env_steps
+        if self.capacity is not None and self.env_steps == 0 and self.next_capacity == 0:
+            self._log(self._capacity_probe())  # the initial network: point 0 of the 41 (SPEC §3)
+            self.save_checkpoint(keep=True)
         while self.env_steps < self.total:
             batch = next(self.collector_iter)
             self.env_steps += batch.numel()
@@ -247,7 +258,10 @@ class Run:
             self._episode_stats(batch)
             record = self.hooks.on_batch_collected(batch, self.agent)
             self.agent.process_batch(batch)
-            logging_now = self.env_steps >= self.next_log or self.env_steps >= self.total
+            capacity_now = self.capacity is not None and (
+                self.env_steps >= self.next_capacity or self.env_steps >= self.total
+            )
+            logging_now = capacity_now or self.env_steps >= self.next_log or self.env_steps >= self.total
             if logging_now and mcfg.representation:
                 start, start_outs = batch_metrics(batch, self.agent, mcfg, "start")
                 record.update(start)
@@ -261,6 +275,8 @@ class Run:
                     record.update(end)
                     record.update(drift_metrics(start_outs, end_outs))
                 record.update(self._episode_record())
+                if capacity_now:
+                    record.update(self._capacity_probe())
                 elapsed = time.time() - t_start
                 record["perf/sps"] = (self.env_steps - steps_start) / max(elapsed, 1e-9)
                 record["perf/wall_time"] = time.time() - self.wall_start
@@ -279,6 +295,12 @@ class Run:
                     return
         bar.close()
         self.save_checkpoint(keep=True)
+
+    def _capacity_probe(self) -> dict[str, float]:
+        record = self.capacity.probe(self.agent, self.env_steps)
+        while self.next_capacity <= self.env_steps:
+            self.next_capacity += self.cfg.metrics.capacity_every * self.total
+        return record
 
     # --- summary --------------------------------------------------------------------------------------------
     def summary(self, status: str, **extra: Any) -> dict[str, Any]:

@@ -9,29 +9,52 @@ import pytest
 from tests.conftest import history, run_cli, strip_perf, summary
 
 BASE = ["env=classic/cartpole", "logger=none"]
-TINY = [*BASE, "train.total_frames=3072", "agent.epochs=2"]
+TINY = [*BASE, "train.total_frames=3072", "agent.epochs=2", "metrics.capacity_every=0.5"]
 BATCH = 2 * 256  # env.num_envs × env.frames_per_env of the cartpole preset
 
 EXPECTED_KEYS = {
-    "env/return", "env/length", "loss/policy", "loss/value", "loss/total", "ppo/entropy", "ppo/clip_fraction",
-    "ppo/approx_kl_k1", "ppo/approx_kl_k3", "ppo/objective_last", "trust_region/n_above", "trust_region/n_below",
-    "opt/actor/lr", "opt/critic/lr", "opt/actor/grad_norm", "opt/critic/grad_norm", "perf/sps",
-    "batch_start/actor/approx_rank", "batch_end/critic/effective_rank", "batch_diff/actor/feature_drift_l2",
-    "batch_start/actor/dead_units", "batch_end/actor/preact_norm", "batch_start/actor/policy_variance",
+    "env/return",
+    "env/length",
+    "loss/policy",
+    "loss/value",
+    "loss/total",
+    "ppo/entropy",
+    "ppo/clip_fraction",
+    "ppo/approx_kl_k1",
+    "ppo/approx_kl_k3",
+    "ppo/objective_last",
+    "trust_region/n_above",
+    "trust_region/n_below",
+    "opt/actor/lr",
+    "opt/critic/lr",
+    "opt/actor/grad_norm",
+    "opt/critic/grad_norm",
+    "perf/sps",
+    "batch_start/actor/approx_rank",
+    "batch_end/critic/effective_rank",
+    "batch_diff/actor/feature_drift_l2",
+    "batch_start/actor/dead_units",
+    "batch_end/actor/preact_norm",
+    "batch_start/actor/policy_variance",
     "batch_start/critic/value_mean",
 }
 
 
-def _expected_log_steps(total: int, batch: int, every: float) -> list[int]:
-    """The cadence rule of repdyn.train: log at the first batch end at or past each multiple of every×total."""
-    steps, next_log, s = [], 0.0, 0
+def _crossings(total: int, batch: int, every: float) -> set[int]:
+    """Batch ends at or past each multiple of every×total (the first batch end always qualifies), plus the end."""
+    steps, next_at, s = set(), 0.0, 0
     while s < total:
         s += batch
-        if s >= next_log or s >= total:
-            steps.append(s)
-            while next_log <= s:
-                next_log += every * total
+        if s >= next_at or s >= total:
+            steps.add(s)
+            while next_at <= s:
+                next_at += every * total
     return steps
+
+
+def _expected_log_steps(total: int, batch: int, log_every: float, capacity_every: float) -> list[int]:
+    """The cadence rule of repdyn.train: the union of the log and capacity cadences, capacity also at step 0."""
+    return sorted({0} | _crossings(total, batch, log_every) | _crossings(total, batch, capacity_every))
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +69,10 @@ def test_history_has_expected_keys_axis_and_cadence(tiny_run):
     run_dir, proc = tiny_run
     recs = history(run_dir)
     steps = [r["step"] for r in recs]
-    assert steps == _expected_log_steps(3072, BATCH, 0.3) == [512, 1024, 2048, 3072]
+    assert steps == _expected_log_steps(3072, BATCH, 0.3, 0.5) == [0, 512, 1024, 1536, 2048, 3072]
     assert all(b > a for a, b in zip(steps, steps[1:], strict=False))
     assert EXPECTED_KEYS <= set(recs[-1]), EXPECTED_KEYS - set(recs[-1])
+    assert set(recs[0]) == {"step", "capacity/actor/loss", "capacity/critic/loss"}
     for r in recs:
         for k, v in r.items():
             assert isinstance(v, (int, float)) and math.isfinite(v), (k, v)
@@ -71,7 +95,7 @@ def test_same_seed_identical_other_seed_differs(tmp_path, tiny_run):
     assert run_cli(*TINY, "train.log_every=0.3", "seed=1", f"hydra.run.dir={c}").returncode == 0
     ha, hb, hc = (strip_perf(history(x)) for x in (a, b, c))
     assert ha == hb
-    assert [r["loss/value"] for r in ha] != [r["loss/value"] for r in hc]
+    assert [r.get("loss/value") for r in ha] != [r.get("loss/value") for r in hc]
 
 
 def test_multirun_2x2_gives_four_run_dirs(tmp_path):
@@ -83,7 +107,7 @@ def test_multirun_2x2_gives_four_run_dirs(tmp_path):
     combos = set()
     for d in dirs:
         assert summary(d)["status"] == "completed"
-        assert [r["step"] for r in history(d)] == [512, 1024]
+        assert [r["step"] for r in history(d)] == [0, 512, 1024]
         combos.add(tuple(sorted(summary(d)["overrides"])))
     assert len(combos) == 4
 
@@ -94,10 +118,12 @@ def test_planted_nan_diverges_and_sweep_neighbour_completes(tmp_path):
     assert proc.returncode == 3, proc.stderr[-2000:]
     s = summary(single)
     assert s["status"] == "diverged" and s["diverged_key"] == "loss/total" and s["diverged_at_step"] == 2048
-    assert [r["step"] for r in history(single)] == [512, 1024, 1536]
+    assert [r["step"] for r in history(single)] == [0, 512, 1024, 1536]
 
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", *BASE, "train.total_frames=2048", "debug.inject_nan_at_step=1024,null", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "-m", *BASE, "train.total_frames=2048", "debug.inject_nan_at_step=1024,null", f"hydra.sweep.dir={sweep}"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     statuses = sorted(summary(d)["status"] for d in sweep.iterdir() if (d / "summary.json").exists())
     assert statuses == ["completed", "diverged"]
@@ -107,7 +133,11 @@ def test_secrets_never_written(tmp_path):
     d = tmp_path / "run"
     secret = "sk-test-0123456789abcdef"
     proc = run_cli(
-        "env=classic/cartpole", "train.total_frames=512", "logger=wandb", "logger.mode=offline", f"hydra.run.dir={d}",
+        "env=classic/cartpole",
+        "train.total_frames=512",
+        "logger=wandb",
+        "logger.mode=offline",
+        f"hydra.run.dir={d}",
         env={"WANDB_API_KEY": secret},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

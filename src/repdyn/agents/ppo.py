@@ -127,8 +127,11 @@ class PPOAgent:
                     opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norms = {}
-                for name, net in self.networks.items():
-                    gn = nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm)
+                # clip per optimizer, not per network: with a shared trunk (or InFeR heads) a network's parameters
+                # span several optimizers, and clipping by network would rescale the shared ones twice
+                for name, opt in self.optimizers.items():
+                    params = [p for g in opt.param_groups for p in g["params"]]
+                    gn = nn.utils.clip_grad_norm_(params, a.max_grad_norm)
                     if not torch.isfinite(gn):
                         raise Diverged(f"opt/{name}/grad_norm")
                     grad_norms[f"opt/{name}/grad_norm"] = gn
@@ -168,6 +171,11 @@ class PPOAgent:
         if self.continuous:
             return (flat["loc"], flat["scale"], *reps)
         return (flat["logits"], *reps)
+
+    def capacity_kinds(self) -> dict[str, str]:
+        """Networks probed for capacity loss and their fitting loss kind (SPEC §3)."""
+        actor = "actor_tanh_normal" if self.continuous else "actor_categorical"
+        return {"actor": actor, "critic": "critic"}
 
     def metric_kwargs(self, net: str, outs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
         """Extra arguments of ``representation_metrics`` for ``net``: values, or the policy's parameters."""

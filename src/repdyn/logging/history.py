@@ -79,3 +79,17 @@ def iter_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All records of a history file (see module docstring for the format)."""
     return list(iter_history(path))
+
+
+def merge_records(path: str | os.PathLike, updates: Mapping[int, Mapping[str, Any]]) -> None:
+    """Merge ``{step: record}`` into a history file: keys are added to the record at that step, or a new record is
+    inserted in step order; the file is rewritten atomically (used by offline probes writing "to the same history")."""
+    path = Path(path)
+    records = {r["step"]: r for r in read_history(path)} if path.exists() else {}
+    for step, rec in updates.items():
+        records.setdefault(int(step), {"step": int(step)}).update(rec)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for step in sorted(records):
+            fh.write(json.dumps({k: _encode(v) for k, v in records[step].items()}, allow_nan=False) + "\n")
+    os.replace(tmp, path)
