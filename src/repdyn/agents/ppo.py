@@ -172,6 +172,50 @@ class PPOAgent:
             return (flat["loc"], flat["scale"], *reps)
         return (flat["logits"], *reps)
 
+    def ntk_views(self) -> dict[str, tuple[nn.Module, Any]]:
+        """Scalar-output networks for the empirical NTK (SPEC §4): the critic, output = V(x)."""
+        return {"critic": (self.critic, None)}
+
+    def update_rank_views(self, flat: TensorDict) -> dict[str, dict[str, Any]]:
+        """Per-sample losses and outputs for the update-rank matrix (SPEC §5) over transitions ``flat`` [k]:
+        critic — (V − target)², output V; actor — the PPO-Clip loss of one sample (batch-normalised advantage),
+        output the action distribution's parameters (probabilities, or [loc, scale]), A_ij = L2 norm of their change."""
+        from torch.func import functional_call
+
+        a = self.acfg
+        adv = flat["advantage"].squeeze(-1)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8) if a.normalize_advantage else adv
+
+        def critic_loss(params, buffers, sample):
+            v = functional_call(self.critic, (params, buffers), (sample["obs"].unsqueeze(0),))[0]
+            return (v.squeeze() - sample["target"].squeeze()).pow(2)
+
+        def actor_loss(params, buffers, sample):
+            out = functional_call(self.actor, (params, buffers), (sample["obs"].unsqueeze(0),))
+            dist = make_dist(self.actor, out, self.low, self.high)
+            obj, _ = ppo_clip_objective(
+                dist.log_prob(sample["action"].unsqueeze(0)), sample["logp"], sample["adv"], a.clip_eps
+            )
+            return -obj.sum()
+
+        obs = flat["observation"]
+        return {
+            "critic": {
+                "model": self.critic,
+                "loss_fn": critic_loss,
+                "optimizer": self.optimizers["critic"],
+                "batch": {"obs": obs, "target": flat["value_target"]},
+                "output": "value",
+            },
+            "actor": {
+                "model": self.actor,
+                "loss_fn": actor_loss,
+                "optimizer": self.optimizers["actor"],
+                "batch": {"obs": obs, "action": flat["action"], "logp": flat["action_log_prob"], "adv": adv},
+                "output": lambda out: self.actor.dist_params(out),
+            },
+        }
+
     def capacity_kinds(self) -> dict[str, str]:
         """Networks probed for capacity loss and their fitting loss kind (SPEC §3)."""
         actor = "actor_tanh_normal" if self.continuous else "actor_categorical"
