@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from repdyn.theory.linear_ode import linear_ode_solution
 from repdyn.theory.tabular_td import (
     circle_mdp,
     eigen_coefficients,
@@ -14,7 +15,6 @@ from repdyn.theory.tabular_td import (
     kernel_mc_system,
     kernel_rates,
     kernel_td_system,
-    linear_ode_solution,
     mc_closed_form,
     rbf_kernel,
     td_closed_form,

@@ -10,8 +10,8 @@ Continuous-time expected updates on a finite MDP with policy transition matrix P
   ∂V = A V + c with A = K[:, tr] S (γP − I), c = K[:, tr] S R, S the row selector of X_train. Kernel MC:
   ∂V = K[:, tr] S (V^π − V).
 
-Every linear ODE ∂V = AV + c is solved exactly with one matrix exponential of the augmented matrix [[A, c], [0, 0]]
-(Van Loan), so singular A (untrained states never update themselves) needs no special case.
+Every linear ODE ∂V = AV + c is solved exactly by :func:`repdyn.theory.linear_ode.linear_ode_solution` (one matrix
+exponential of an augmented matrix), so singular A (untrained states never update themselves) needs no special case.
 
 Run: ``python -m repdyn.theory.tabular_td`` (config ``conf/theory/tabular_td.yaml``): the 50-state circle MDP
 (n → n + 1 mod 50, reward at state 25), eigen-coefficient dynamics, and the kernel-TD grid of Fig. 9 (RBF kernel,
@@ -42,6 +42,7 @@ import torch
 from omegaconf import DictConfig
 
 from repdyn.paths import CONF_DIR
+from repdyn.theory.linear_ode import linear_ode_solution
 from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
 
 _POLICIES = ("shift", "random_walk")
@@ -83,20 +84,6 @@ def value_function(P: torch.Tensor, R: torch.Tensor, gamma: float) -> torch.Tens
     """V^π = (I − γP)^{-1} R."""
     _check_gamma(gamma)
     return torch.linalg.solve(torch.eye(P.shape[0], dtype=P.dtype) - gamma * P, R)
-
-
-def linear_ode_solution(A: torch.Tensor, c: torch.Tensor, v0: torch.Tensor, times: Sequence[float]) -> torch.Tensor:
-    """Exact solution of ∂V = AV + c at each time in ``times`` → [len(times), N].
-
-    Uses exp([[A, c], [0, 0]] t) = [[e^{At}, ∫_0^t e^{As} ds c], [0, 1]], valid for singular A.
-    """
-    n = A.shape[0]
-    M = torch.zeros(n + 1, n + 1, dtype=A.dtype)
-    M[:n, :n] = A
-    M[:n, n] = c
-    t = torch.as_tensor(list(times), dtype=A.dtype)
-    E = torch.linalg.matrix_exp(M[None] * t[:, None, None])
-    return E[:, :n, :n] @ v0 + E[:, :n, n]
 
 
 def td_closed_form(
