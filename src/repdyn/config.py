@@ -54,6 +54,31 @@ class PPOConfig:
 
 
 @dataclass
+class DQNConfig:
+    """DQN (src/repdyn/agents/dqn.py); defaults = conf/agent/dqn.yaml (rl-zoo Acrobot-v1 with the 2×64 net)."""
+
+    name: str = "dqn"
+    lr: float = 6.3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 10.0
+    gamma: float = 0.99
+    minibatch_size: int = 128  # transitions per TD gradient step
+    buffer_size: int = 50_000
+    learning_starts: int = 1_000  # replay size before the first gradient step
+    replay_ratio: float = 1.0  # gradient steps per collected env step
+    loss: str = "huber"  # huber | l2
+    double_dqn: bool = False
+    target_update: str = "hard"  # hard | soft
+    target_update_interval: int = 250  # gradient steps between hard target copies
+    tau: float = 0.005  # soft update rate (target_update=soft)
+    eps_init: float = 1.0
+    eps_end: float = 0.1
+    eps_frames: int = 12_000  # env steps of linear ε annealing
+    checkpoint_replay: bool = True  # put the replay buffer into checkpoints (exact resume)
+
+
+@dataclass
 class ModelConfig:
     name: str = "mlp"  # mlp | cnn
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -106,6 +131,7 @@ def register_configs() -> None:
     cs.store(name="root_schema", node=RootConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
     cs.store(group="agent", name="ppo_schema", node=PPOConfig)
+    cs.store(group="agent", name="dqn_schema", node=DQNConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(group="metrics", name="metrics_schema", node=MetricsConfig)
@@ -178,6 +204,8 @@ def validate(cfg: DictConfig) -> None:
             "must be two values in [0, 1)",
         )
         _check(agent.max_grad_norm > 0, "agent.max_grad_norm", f"must be > 0, got {agent.max_grad_norm}")
+    if agent.name == "dqn":
+        _validate_dqn(cfg)
     m = cfg.metrics
     for key in ("every", "capacity_every"):
         _check(0 < m[key] <= 1, f"metrics.{key}", f"must be a fraction of the budget in (0, 1], got {m[key]}")
@@ -189,6 +217,47 @@ def validate(cfg: DictConfig) -> None:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     validate_interventions(cfg)
+
+
+def _validate_dqn(cfg: DictConfig) -> None:
+    agent = cfg.agent
+    _check(cfg.env.family != "mujoco", "agent", "agent=dqn needs discrete actions; env=mujoco/* is continuous")
+    _check(agent.lr > 0, "agent.lr", f"must be > 0, got {agent.lr}")
+    _check(0 < agent.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {agent.gamma}")
+    _check(agent.minibatch_size >= 1, "agent.minibatch_size", f"must be ≥ 1, got {agent.minibatch_size}")
+    _check(
+        agent.buffer_size >= agent.minibatch_size,
+        "agent.buffer_size",
+        f"must be ≥ agent.minibatch_size ({agent.minibatch_size}), got {agent.buffer_size}",
+    )
+    _check(agent.learning_starts >= 0, "agent.learning_starts", f"must be ≥ 0, got {agent.learning_starts}")
+    _check(agent.replay_ratio > 0, "agent.replay_ratio", f"must be > 0, got {agent.replay_ratio}")
+    _check(agent.loss in ("huber", "l2"), "agent.loss", f"must be 'huber' or 'l2', got {agent.loss!r}")
+    _check(
+        agent.target_update in ("hard", "soft"),
+        "agent.target_update",
+        f"must be 'hard' or 'soft', got {agent.target_update!r}",
+    )
+    _check(
+        agent.target_update_interval >= 1,
+        "agent.target_update_interval",
+        f"must be ≥ 1 gradient step, got {agent.target_update_interval}",
+    )
+    _check(0 < agent.tau <= 1, "agent.tau", f"must be in (0, 1], got {agent.tau}")
+    _check(
+        0 <= agent.eps_end <= agent.eps_init <= 1,
+        "agent.eps_init",
+        f"need 0 ≤ eps_end ≤ eps_init ≤ 1, got eps_init={agent.eps_init}, eps_end={agent.eps_end}",
+    )
+    _check(agent.eps_frames >= 0, "agent.eps_frames", f"must be ≥ 0, got {agent.eps_frames}")
+    _check(agent.max_grad_norm > 0, "agent.max_grad_norm", f"must be > 0, got {agent.max_grad_norm}")
+    betas_ok = len(agent.betas) == 2 and all(0 <= b < 1 for b in agent.betas)
+    _check(betas_ok, "agent.betas", "must be two values in [0, 1)")
+    _check(
+        cfg.metrics.ntk_q_reduction in ("max", "mean"),
+        "metrics.ntk_q_reduction",
+        f"must be 'max' or 'mean' for agent=dqn, got {cfg.metrics.ntk_q_reduction!r}",
+    )
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
