@@ -206,9 +206,10 @@ def validate(cfg: DictConfig) -> None:
         _check(agent.max_grad_norm > 0, "agent.max_grad_norm", f"must be > 0, got {agent.max_grad_norm}")
     if agent.name == "dqn":
         _validate_dqn(cfg)
-    m = cfg.metrics
-    for key in ("every", "capacity_every"):
-        _check(0 < m[key] <= 1, f"metrics.{key}", f"must be a fraction of the budget in (0, 1], got {m[key]}")
+    try:
+        OmegaConf.to_object(cfg.metrics)  # MetricsConfig.__post_init__ validates its fields
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if env.family in ("classic", "mujoco"):
         from repdyn.envs.gym_vector import check_env_id
 

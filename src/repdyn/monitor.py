@@ -50,3 +50,35 @@ def drift_metrics(start: dict, end: dict) -> dict[str, float]:
         for k, v in feature_drift(start[net][-3], end[net][-3]).items():
             record[f"batch_diff/{net}/{k}"] = v
     return record
+
+
+def ntk_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> dict[str, float]:
+    """eNTK trace/entropy (and alignment to the value targets) on ``ntk_samples`` states of the batch (SPEC §4)."""
+    from repdyn.metrics.ntk import ntk_summary
+
+    flat = batch.reshape(-1)
+    idx = torch.randperm(flat.numel(), generator=generator)[: mcfg.ntk_samples]
+    x = flat["observation"][idx]
+    y = flat["value_target"][idx].squeeze(-1) if "value_target" in flat.keys() else None
+    record = {}
+    for net, (module, output_fn) in agent.ntk_views().items():
+        for k, v in ntk_summary(module, x, y=y, output_fn=output_fn).items():
+            record[f"ntk/{net}/{k}"] = v
+    return record
+
+
+def update_rank_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> dict[str, float]:
+    """Update rank (SPEC §5): k one-step updates from the current parameters and Adam state, on probe states."""
+    from repdyn.metrics.update_rank import update_rank_metrics
+
+    flat = batch.reshape(-1)
+    perm = torch.randperm(flat.numel(), generator=generator)
+    sample = flat[perm[: mcfg.update_rank_k]]
+    probe = flat["observation"][perm[-mcfg.update_rank_probe :]]
+    record = {}
+    for net, view in agent.update_rank_views(sample).items():
+        res = update_rank_metrics(
+            view["model"], view["loss_fn"], view["batch"], view["optimizer"], probe, output=view["output"]
+        )
+        record[f"update_rank/{net}/rank"] = float(res.rank)
+    return record

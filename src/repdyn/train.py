@@ -76,6 +76,21 @@ def _git_commit() -> str | None:
         return None
 
 
+class Cadence:
+    """A schedule in env steps: due at the first batch end at or past each multiple of ``fraction × total``
+    (starting at ``first``), and at the end of training."""
+
+    def __init__(self, fraction: float, total: int, first: float = 0.0) -> None:
+        self.interval, self.total, self.next = fraction * total, total, first
+
+    def due(self, env_steps: int) -> bool:
+        return env_steps >= self.next or env_steps >= self.total
+
+    def advance(self, env_steps: int) -> None:
+        while self.next <= env_steps:
+            self.next += self.interval
+
+
 class Run:
     """One training run in ``run_dir``; ``execute()`` returns the final status string."""
 
@@ -84,9 +99,28 @@ class Run:
         self.batch_frames = cfg.env.num_envs * cfg.env.frames_per_env
         self.total = cfg.train.total_frames
         self.env_steps, self.batches = 0, 0
-        self.next_log = 0.0
-        self.next_ckpt = cfg.train.checkpoint_every * self.total
-        self.next_capacity = 0.0
+        m = cfg.metrics
+        # Each schedule is due at the first batch end at or past each multiple of its fraction of the budget
+        # (the first batch always, except checkpoints), and at the end of training.
+        fractions = {
+            "log": cfg.train.log_every,
+            "representation": m.every,
+            "capacity": m.capacity_every,
+            "ntk": m.ntk_every,
+            "update_rank": m.update_rank_every,
+        }
+        enabled = {
+            "log": True,
+            "representation": m.representation,
+            "capacity": m.capacity,
+            "ntk": m.ntk,
+            "update_rank": m.update_rank,
+        }
+        self.cadences = {k: Cadence(fractions[k], self.total) for k in fractions if enabled[k]}
+        self.checkpoints = Cadence(
+            cfg.train.checkpoint_every, self.total, first=cfg.train.checkpoint_every * self.total
+        )
+        self.probe_gen = torch.Generator().manual_seed(cfg.seed + 1)  # NTK / update-rank sample choice
         self.episodes = {"return": [], "length": [], "return_raw": []}
         self.last_record: dict[str, Any] = {}
         self.tail: dict[str, list[float]] = {}  # values logged in the last 5% of the budget, for the summary
@@ -111,8 +145,11 @@ class Run:
         self.agent = build_agent(cfg, self.env)
         self.hooks = Hooks.from_config(cfg)
         self.hooks.on_agent_built(self.agent)
-        self.capacity = None
-        if cfg.metrics.capacity and hasattr(self.agent, "capacity_kinds"):
+        for name, view in (("capacity", "capacity_kinds"), ("ntk", "ntk_views"), ("update_rank", "update_rank_views")):
+            if name in self.cadences and not hasattr(self.agent, view):
+                log.warning("metrics.%s is on but agent %s does not provide it; skipped", name, cfg.agent.name)
+                del self.cadences[name]
+        if "capacity" in self.cadences:
             from repdyn.capacity import CapacityProbe
 
             self.capacity = CapacityProbe(cfg, self.run_dir, self.env)
@@ -135,9 +172,9 @@ class Run:
             "counters": {
                 "env_steps": self.env_steps,
                 "batches": self.batches,
-                "next_log": self.next_log,
-                "next_ckpt": self.next_ckpt,
-                "next_capacity": self.next_capacity,
+                "cadences": {k: c.next for k, c in self.cadences.items()},
+                "checkpoints": self.checkpoints.next,
+                "probe_gen": self.probe_gen.get_state(),
                 "episodes": self.episodes,
                 "tail": self.tail,
                 "last_record": self.last_record,
@@ -157,14 +194,13 @@ class Run:
         self.agent.load_state_dict(state["agent"])
         self.hooks.load_state_dict(state["interventions"])
         c = state["counters"]
-        self.env_steps, self.batches, self.next_log, self.next_ckpt = (
-            c["env_steps"],
-            c["batches"],
-            c["next_log"],
-            c["next_ckpt"],
-        )
+        self.env_steps, self.batches = c["env_steps"], c["batches"]
+        for k, nxt in c["cadences"].items():
+            if k in self.cadences:
+                self.cadences[k].next = nxt
+        self.checkpoints.next = c["checkpoints"]
+        self.probe_gen.set_state(c["probe_gen"])
         self.episodes, self.tail, self.last_record = c["episodes"], c["tail"], c["last_record"]
-        self.next_capacity = c["next_capacity"]
         self.env.transform.load_state_dict(state["env_transform"])
         exact = set_env_state(self.env, state["env_sim"])
         if exact and state["carrier"] is not None:
@@ -240,16 +276,16 @@ class Run:
 
     # --- loop -----------------------------------------------------------------------------------------------
     def train(self, stop: _StopRequest) -> None:
-        from repdyn.monitor import batch_metrics, drift_metrics
+        from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, update_rank_record
 
-        cfg, mcfg = self.cfg, self.cfg.metrics
-        log_every = cfg.train.log_every * self.total
+        cfg, mcfg, cad = self.cfg, self.cfg.metrics, self.cadences
         bar = tqdm(
             total=self.total, initial=self.env_steps, unit="step", disable=not cfg.train.progress, dynamic_ncols=True
         )
-        t_start, steps_start = time.time(), self.env_steps
-        if self.capacity is not None and self.env_steps == 0 and self.next_capacity == 0:
-            self._log(self._capacity_probe())  # the initial network: point 0 of the 41 (SPEC §3)
+        t_start, steps_start, metric_time = time.time(), self.env_steps, 0.0
+        if "capacity" in cad and self.env_steps == 0 and cad["capacity"].next == 0:
+            self._log(self.capacity.probe(self.agent, 0))  # the initial network: point 0 of the 41 (SPEC §3)
+            cad["capacity"].advance(0)
             self.save_checkpoint(keep=True)
         while self.env_steps < self.total:
             batch = next(self.collector_iter)
@@ -258,49 +294,48 @@ class Run:
             self._episode_stats(batch)
             record = self.hooks.on_batch_collected(batch, self.agent)
             self.agent.process_batch(batch)
-            capacity_now = self.capacity is not None and (
-                self.env_steps >= self.next_capacity or self.env_steps >= self.total
-            )
-            logging_now = capacity_now or self.env_steps >= self.next_log or self.env_steps >= self.total
-            if logging_now and mcfg.representation:
+            due = {k for k, c in cad.items() if c.due(self.env_steps)}
+            t0 = time.time()
+            if "representation" in due:
                 start, start_outs = batch_metrics(batch, self.agent, mcfg, "start")
                 record.update(start)
+            metric_time += time.time() - t0
             result = self.agent.update(batch, self.env_steps, self.hooks)
             self.hooks.after_batch_update(self.agent, min(1.0, self.env_steps / self.total))
             self.collector.update_policy_weights_()
-            if logging_now:
+            if due:
+                t0 = time.time()
                 record.update(result.scalars)
-                if mcfg.representation:
+                if "representation" in due:
                     end, end_outs = batch_metrics(batch, self.agent, mcfg, "end")
                     record.update(end)
                     record.update(drift_metrics(start_outs, end_outs))
+                if "capacity" in due:
+                    record.update(self.capacity.probe(self.agent, self.env_steps))
+                if "ntk" in due:
+                    record.update(ntk_record(batch, self.agent, mcfg, self.probe_gen))
+                if "update_rank" in due:
+                    record.update(update_rank_record(batch, self.agent, mcfg, self.probe_gen))
+                metric_time += time.time() - t0
                 record.update(self._episode_record())
-                if capacity_now:
-                    record.update(self._capacity_probe())
                 elapsed = time.time() - t_start
                 record["perf/sps"] = (self.env_steps - steps_start) / max(elapsed, 1e-9)
                 record["perf/wall_time"] = time.time() - self.wall_start
+                record["perf/metrics_share"] = metric_time / max(elapsed, 1e-9)
                 self._log(record)
-                while self.next_log <= self.env_steps:
-                    self.next_log += log_every
+                for k in due:
+                    cad[k].advance(self.env_steps)
                 bar.set_postfix(sps=f"{record['perf/sps']:.0f}", ret=f"{record.get('env/return', float('nan')):.1f}")
             bar.update(batch.numel())
-            if self.env_steps >= self.next_ckpt or stop.signum is not None:
-                keep = self.env_steps >= self.next_ckpt
-                while self.next_ckpt <= self.env_steps:
-                    self.next_ckpt += cfg.train.checkpoint_every * self.total
+            if self.checkpoints.due(self.env_steps) or stop.signum is not None:
+                keep = self.checkpoints.due(self.env_steps)
+                self.checkpoints.advance(self.env_steps)
                 self.save_checkpoint(keep=keep)
                 if stop.signum is not None:
                     bar.close()
                     return
         bar.close()
         self.save_checkpoint(keep=True)
-
-    def _capacity_probe(self) -> dict[str, float]:
-        record = self.capacity.probe(self.agent, self.env_steps)
-        while self.next_capacity <= self.env_steps:
-            self.next_capacity += self.cfg.metrics.capacity_every * self.total
-        return record
 
     # --- summary --------------------------------------------------------------------------------------------
     def summary(self, status: str, **extra: Any) -> dict[str, Any]:

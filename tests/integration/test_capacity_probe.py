@@ -20,6 +20,7 @@ def run_dir(tmp_path_factory):
         "agent.epochs=2",
         "train.log_every=0.3",
         "metrics.capacity_every=0.5",
+        "metrics.every=0.3",
         f"hydra.run.dir={d}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

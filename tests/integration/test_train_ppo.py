@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import history, run_cli, strip_perf, summary
 
 BASE = ["env=classic/cartpole", "logger=none"]
-TINY = [*BASE, "train.total_frames=3072", "agent.epochs=2", "metrics.capacity_every=0.5"]
+TINY = [*BASE, "train.total_frames=3072", "agent.epochs=2", "metrics.capacity_every=0.5", "metrics.every=0.3"]
 BATCH = 2 * 256  # env.num_envs × env.frames_per_env of the cartpole preset
 
 EXPECTED_KEYS = {
@@ -52,9 +52,9 @@ def _crossings(total: int, batch: int, every: float) -> set[int]:
     return steps
 
 
-def _expected_log_steps(total: int, batch: int, log_every: float, capacity_every: float) -> list[int]:
-    """The cadence rule of repdyn.train: the union of the log and capacity cadences, capacity also at step 0."""
-    return sorted({0} | _crossings(total, batch, log_every) | _crossings(total, batch, capacity_every))
+def _expected_log_steps(total: int, batch: int, *fractions: float) -> list[int]:
+    """The cadence rule of repdyn.train: a record whenever any schedule is due; capacity also at step 0."""
+    return sorted({0}.union(*(_crossings(total, batch, f) for f in fractions)))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_history_has_expected_keys_axis_and_cadence(tiny_run):
     run_dir, proc = tiny_run
     recs = history(run_dir)
     steps = [r["step"] for r in recs]
-    assert steps == _expected_log_steps(3072, BATCH, 0.3, 0.5) == [0, 512, 1024, 1536, 2048, 3072]
+    assert steps == _expected_log_steps(3072, BATCH, 0.3, 0.3, 0.5) == [0, 512, 1024, 1536, 2048, 3072]
     assert all(b > a for a, b in zip(steps, steps[1:], strict=False))
     assert EXPECTED_KEYS <= set(recs[-1]), EXPECTED_KEYS - set(recs[-1])
     assert set(recs[0]) == {"step", "capacity/actor/loss", "capacity/critic/loss"}
