@@ -52,11 +52,19 @@ def drift_metrics(start: dict, end: dict) -> dict[str, float]:
     return record
 
 
+def probe_source(batch: TensorDict, agent: Any, n: int, generator: torch.Generator) -> TensorDict:
+    """Transitions the NTK / update-rank probes draw from: the agent's own source when it has one (DQN: ``n``
+    replay samples, seed 000 §3.3), else the collected batch, flattened."""
+    if hasattr(agent, "probe_data"):
+        return agent.probe_data(batch, n, generator)
+    return batch.reshape(-1)
+
+
 def ntk_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> dict[str, float]:
     """eNTK trace/entropy (and alignment to the value targets) on ``ntk_samples`` states of the batch (SPEC §4)."""
     from repdyn.metrics.ntk import ntk_summary
 
-    flat = batch.reshape(-1)
+    flat = probe_source(batch, agent, mcfg.ntk_samples, generator)
     idx = torch.randperm(flat.numel(), generator=generator)[: mcfg.ntk_samples]
     x = flat["observation"][idx]
     y = flat["value_target"][idx].squeeze(-1) if "value_target" in flat.keys() else None
@@ -71,7 +79,7 @@ def update_rank_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torc
     """Update rank (SPEC §5): k one-step updates from the current parameters and Adam state, on probe states."""
     from repdyn.metrics.update_rank import update_rank_metrics
 
-    flat = batch.reshape(-1)
+    flat = probe_source(batch, agent, mcfg.update_rank_k + mcfg.update_rank_probe, generator)
     perm = torch.randperm(flat.numel(), generator=generator)
     sample = flat[perm[: mcfg.update_rank_k]]
     probe = flat["observation"][perm[-mcfg.update_rank_probe :]]
