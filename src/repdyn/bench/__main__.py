@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = {"ppo": "repdyn.bench.ppo", "metrics": "repdyn.bench.metrics", "atari": "repdyn.bench.atari"}
+BENCHES = {
+    "ppo": "repdyn.bench.ppo",
+    "metrics": "repdyn.bench.metrics",
+    "metric_share": "repdyn.bench.metric_share",
+    "atari": "repdyn.bench.atari",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,122 @@
+"""Wall-time share of the metric set in a PPO run at the paper cadence (seed 002 App. B; issue 3 goals ≤ 5% default,
+≤ 15% with NTK and update rank).
+
+Measured in one run on the real agent and env (MuJoCo Hopper setting by default): the cost of one batch (collection +
+update), of the representation metrics of one batch (start + end + diff), of one capacity probe, one eNTK record and one
+update-rank record. The share at the paper cadence over a budget of ``--budget`` env steps is then
+``Σ_m n_m · t_m / (n_batches · t_batch + Σ_m n_m · t_m)`` with n_rep = 1000 (every 0.1%) and 41 points (every 2.5%)
+for capacity, NTK and update rank. Measuring components instead of running 5M steps keeps the benchmark minutes long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def _timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m repdyn.bench metric_share", description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="mujoco/hopper")
+    parser.add_argument("--budget", type=int, default=5_000_000, help="paper budget in env steps")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(list(argv or []))
+    torch.set_num_threads(1)
+    import tempfile
+
+    from torchrl.collectors import Collector
+
+    from repdyn.agents import build_agent
+    from repdyn.bench.ppo import _compose
+    from repdyn.capacity import CapacityProbe
+    from repdyn.envs import make_env
+    from repdyn.envs.obs_norm import add_frozen_obs_norm
+    from repdyn.interventions import Hooks
+    from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, update_rank_record
+
+    cfg = _compose([f"env={args.env}", "logger=none", "metrics=full"])
+    e, m = cfg.env, cfg.metrics
+    torch.manual_seed(0)
+    env = make_env(e, 0)
+    if e.obs_norm:
+        add_frozen_obs_norm(env, e.obs_norm_steps)
+    agent = build_agent(cfg, env)
+    collector = Collector(
+        env,
+        agent.policy,
+        frames_per_batch=e.num_envs * e.frames_per_env,
+        total_frames=-1,
+        auto_register_policy_transforms=False,
+    )
+    it = iter(collector)
+    hooks = Hooks([])
+    batch = next(it)
+    agent.process_batch(batch)
+    agent.update(batch, 0, hooks)  # warm-up (first Adam step in a process is slow)
+
+    def one_batch():
+        nonlocal batch
+        batch = next(it)
+        agent.process_batch(batch)
+        agent.update(batch, 0, hooks)
+
+    def representation():
+        start, s_out = batch_metrics(batch, agent, m, "start")
+        end, e_out = batch_metrics(batch, agent, m, "end")
+        drift_metrics(s_out, e_out)
+
+    gen = torch.Generator().manual_seed(0)
+    t = {"batch": _timed(one_batch, args.repeats), "representation": _timed(representation, args.repeats)}
+    with tempfile.TemporaryDirectory() as d:
+        probe = CapacityProbe(cfg, d, env)
+        t["capacity"] = _timed(lambda: probe.probe(agent, 0), args.repeats)
+    t["ntk"] = _timed(lambda: ntk_record(batch, agent, m, gen), args.repeats)
+    t["update_rank"] = _timed(lambda: update_rank_record(batch, agent, m, gen), args.repeats)
+    collector.shutdown()
+
+    n_batches = args.budget / (e.num_envs * e.frames_per_env)
+    n = {
+        "representation": min(n_batches, 1 / m.every),
+        "capacity": 1 / m.capacity_every + 1,
+        "ntk": 1 / m.ntk_every,
+        "update_rank": 1 / m.update_rank_every,
+    }
+    base = n_batches * t["batch"]
+    cost = {k: n[k] * t[k] for k in n}
+    default = cost["representation"] + cost["capacity"]
+    full = default + cost["ntk"] + cost["update_rank"]
+    res = {
+        "share_default": default / (base + default),
+        "share_full": full / (base + full),
+        **{f"t_{k}": v for k, v in t.items()},
+    }
+
+    table = Table(title=f"metric wall-time share, {e.id}, budget {args.budget:,} env steps ({n_batches:,.0f} batches)")
+    for col in ("component", "seconds each", "times per run", "seconds per run"):
+        table.add_column(col, justify="right")
+    table.add_row("batch (collect + update)", f"{t['batch']:.3f}", f"{n_batches:,.0f}", f"{base:,.0f}")
+    for k in n:
+        table.add_row(k, f"{t[k]:.3f}", f"{n[k]:,.0f}", f"{cost[k]:,.0f}")
+    Console(width=120).print(table)
+    Console(width=120).print(
+        f"share of wall time: default metric set {res['share_default']:.1%} (goal ≤ 5%); "
+        f"with NTK + update rank {res['share_full']:.1%} (goal ≤ 15%)"
+    )
+    return res
+
+
+if __name__ == "__main__":
+    main()
