@@ -13,8 +13,8 @@ DBD_PORT="${REPDYN_SLURMDBD_PORT:-6819}"
 # A non-default port so a MariaDB the machine may already run on 3306 is never touched.
 DB_PORT="${REPDYN_SLURM_DB_PORT:-3307}"
 DB_PASS="repdyn-slurm"
-# How many jobs may share one core. 2-core CI machines still run a 3-job array plus a few failure cases at once.
-OVERSUBSCRIBE="${REPDYN_SLURM_OVERSUBSCRIBE:-4}"
+# How many jobs may share one core: a 2-core CI machine runs the test scenarios (~11 small jobs) at once.
+OVERSUBSCRIBE="${REPDYN_SLURM_OVERSUBSCRIBE:-8}"
 
 export SLURM_CONF="$D/etc/slurm.conf"
 SYSTEM_CONF_LINK=/etc/slurm/slurm.conf

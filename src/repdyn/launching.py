@@ -33,7 +33,6 @@ STATUS_FILE = "sweep_status.json"
 # Slurm states in which a job will never write its result file. submitit waits `_results_timeout_s` (15 s) for that
 # file in case a network filesystem is slow; for these states the wait is pointless, so it is shortened.
 _NO_RESULT_STATES = ("CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE")
-_UNFINISHED = ("READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED")
 _POLL_S = 1.0
 
 
@@ -153,16 +152,11 @@ class CollectAllMixin:
         log.info(f"All {len(records)} sweep member(s) completed")
         return returns
 
-    def _final_states(self, jobs: Sequence[Any], settle_s: float = 10.0) -> list[str]:
-        """Scheduler states once they are final: a job that wrote its result may still be COMPLETING in sacct."""
-        deadline = time.time() + settle_s
-        while True:
-            if self._EXECUTOR == "slurm":
-                type(jobs[0]).watcher.update()  # one sacct call for all jobs
-            states = [str(job.state) for job in jobs]
-            if all(s.split(" ")[0].upper() not in _UNFINISHED for s in states) or time.time() > deadline:
-                return states
-            time.sleep(_POLL_S)
+    def _final_states(self, jobs: Sequence[Any]) -> list[str]:
+        """Scheduler states after one fresh query (a job that wrote its result may still show COMPLETING)."""
+        if self._EXECUTOR == "slurm":
+            type(jobs[0]).watcher.update()  # one sacct call for all jobs
+        return [str(job.state) for job in jobs]
 
 
 def _merge_status(path: Path, records: list[dict[str, Any]]) -> None:

@@ -1,9 +1,12 @@
 """Fixtures for tests against a real single-node Slurm cluster (launch/slurm_up.sh), marked `cluster`.
 
 One cluster serves the whole session: `slurm_cluster` starts it (installing the Debian packages if missing, ~22 s cold,
-~2-3 s warm) and stops it at the end, unless it was already running before the session (then it is left as found) or
-REPDYN_KEEP_SLURM=1. Sweeps that take long by design (time-limit kills need Slurm's 1-minute minimum) are started in
-the background as soon as the cluster is up, so they overlap with the other tests.
+~2-4 s warm) and stops it at the end, unless it was already running before the session (then it is left as found) or
+REPDYN_KEEP_SLURM=1.
+
+Wall time is dominated by waiting (Slurm's 1-minute minimum time limit, requeue restarts), not by compute, so the
+long scenarios start in the background as soon as the session starts (`_start_background`) and the tests that check
+them run last: the whole directory takes about as long as its slowest scenario.
 """
 
 from __future__ import annotations
@@ -16,16 +19,38 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from slurm_harness import LAUNCH, SLURM_DIR, Cluster, Sweep, cluster_responds, start_sweep
+from slurm_harness import (
+    LAUNCH,
+    RESUME_RUN,
+    SLURM_DIR,
+    TINY_TRAIN,
+    TRAIN_APP,
+    Canceller,
+    Cluster,
+    Process,
+    RequeueScenario,
+    Sweep,
+    cluster_responds,
+    start_local_run,
+    start_sweep,
+)
+
+# Checked by tests that run last; started at session start (the reference run needs no cluster).
+_LAST = ("failure_sweep", "train_failure_sweep", "requeue_run")
+_BACKGROUND = (*_LAST, "reference_run")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Tests that wait on a background sweep go last, so the sweep overlaps with everything else.
-    items.sort(key=lambda item: item.get_closest_marker("waits_on_background") is not None)
+    # Tests that check a background scenario go last, so the scenario overlaps with everything else.
+    items.sort(key=lambda item: any(name in getattr(item, "fixturenames", ()) for name in _LAST))
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "waits_on_background: runs last; waits on a sweep started at session start")
+@pytest.fixture(scope="session", autouse=True)
+def _start_background(request: pytest.FixtureRequest) -> None:
+    wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name in _BACKGROUND:
+        if name in wanted:
+            request.getfixturevalue(name)
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +76,7 @@ def slurm_cluster() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def failure_sweep(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
     """Tiny-app sweep with timeout_min=1 and max_num_timeout=0, one member per `case` of tiny_app.py:
-    #0 ok (completes), #1 cancel (runs until the test scancels it), #2 soft_timeout (gets Slurm's pre-timeout USR2;
+    #0 ok (completes), #1 cancel (scancelled as soon as it runs), #2 soft_timeout (gets Slurm's pre-timeout USR2;
     submitit refuses to requeue it), #3 hard_timeout (USR2 ignored: Slurm kills it at the limit, no result)."""
     sweep_dir = tmp_path_factory.mktemp("failure") / "sweep"
     overrides = [
@@ -61,11 +86,50 @@ def failure_sweep(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFacto
         "+case=ok,cancel,soft_timeout,hard_timeout",
     ]
     sweep = start_sweep(slurm_cluster, sweep_dir, overrides)
+    # Cancel #1 right away: Slurm's pre-timeout USR2 reaches every member ~10-30 s after the start.
+    sweep.canceller = Canceller(sweep=sweep, member=1, n_members=4)
+    sweep.canceller.start(slurm_cluster)
     yield sweep
     sweep.stop(slurm_cluster)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _start_background_sweeps(request: pytest.FixtureRequest) -> None:
-    if any(item.get_closest_marker("waits_on_background") for item in request.session.items):
-        request.getfixturevalue("failure_sweep")
+@pytest.fixture(scope="session")
+def train_failure_sweep(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
+    """Three real training runs, timeout_min=2, max_num_timeout=0: #0 is short and completes; #1 is long and is
+    cancelled once it has logged; #2 is long and gets Slurm's pre-timeout USR2. slurmctld sends it once
+    now ≥ end − signal_delay_s − 30 s (its 30 s check period), i.e. 70-100 s after the start: long after #0 ended."""
+    sweep_dir = tmp_path_factory.mktemp("train_failure") / "sweep"
+    overrides = [
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=20",
+        "hydra.launcher.max_num_timeout=0",
+        *TINY_TRAIN,
+        "logger=none",
+        "train.total_frames=2048,10000000,10000512",
+    ]
+    sweep = start_sweep(slurm_cluster, sweep_dir, overrides, app=TRAIN_APP)
+    sweep.canceller = Canceller(sweep=sweep, member=1, n_members=3, min_lines=1)  # mid-training
+    sweep.canceller.start(slurm_cluster)
+    yield sweep
+    sweep.stop(slurm_cluster)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, Path]]:
+    """The uninterrupted local run every resumed run must reproduce exactly."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    proc = start_local_run(run_dir, (*RESUME_RUN, "logger=none"))
+    yield proc, run_dir
+    proc.kill()
+
+
+@pytest.fixture(scope="session")
+def requeue_run(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequeueScenario]:
+    sweep_dir = tmp_path_factory.mktemp("requeue") / "sweep"
+    # timeout_min ≥ 15: submitit counts a USR2 as a time-out (not a preemption) when timeout_min ≤ ~12.
+    overrides = ["hydra.launcher.timeout_min=15", "hydra.launcher.max_num_timeout=0", *RESUME_RUN, "logger=none"]
+    sweep = start_sweep(slurm_cluster, sweep_dir, overrides, app=TRAIN_APP)
+    scenario = RequeueScenario(sweep=sweep, run_dir=sweep_dir / "0")
+    scenario.start(slurm_cluster)
+    yield scenario
+    sweep.stop(slurm_cluster)
