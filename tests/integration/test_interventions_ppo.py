@@ -261,3 +261,23 @@ def test_cli_intervention_lists_and_multirun(tmp_path):
     assert "loss/pfo" not in last[0] and "opt/trunk/lr" not in last[0]
     assert last[1]["loss/pfo"] >= 0 and "opt/trunk/lr" not in last[1]
     assert {"opt/trunk/lr", "opt/actor/lr", "opt/critic/lr"} <= set(last[2]) and "loss/pfo" not in last[2]
+
+
+def test_resume_with_stateful_interventions_is_exact(compose, tmp_path):
+    """InFeR (heads, frozen copy, its optimizer), the reward-mask generator and the rebuilt shared-trunk optimizers
+    all travel through the checkpoint: 2 batches + resume to 3 equals 3 straight batches."""
+    ivs = "intervention=[infer,reward_mask,shared_trunk,adam_reset]"
+
+    def cfg(batches: int):
+        c = compose([*BASE, ivs, f"train.total_frames={batches * BATCH}", "agent.epochs=1"])
+        validate(c)
+        return c
+
+    assert run(cfg(3), tmp_path / "straight") == "completed"
+    assert run(cfg(2), tmp_path / "resumed") == "completed"
+    assert run(cfg(3), tmp_path / "resumed") == "completed"
+    a, b = history(tmp_path / "straight")[-1], history(tmp_path / "resumed")[-1]
+    assert a["step"] == b["step"] == 3 * BATCH
+    assert {k: v for k, v in a.items() if not k.startswith("perf/")} == {
+        k: v for k, v in b.items() if not k.startswith("perf/")
+    }
