@@ -1,0 +1,176 @@
+"""DQN agent (src/repdyn/agents/dqn.py): ε schedule, TD targets vs torchrl's DQNLoss, target-network cadence,
+replay ratio, metric views and checkpoint round trip — all on Acrobot-shaped data with known answers."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from repdyn.agents.dqn import DQNAgent, epsilon_at
+from repdyn.envs import make_env
+
+OBS_DIM, N_ACTIONS = 6, 3
+
+
+@pytest.fixture
+def make_agent(compose):
+    envs = []
+
+    def _make(*overrides: str) -> DQNAgent:
+        cfg = compose(["env=classic/acrobot", "agent=dqn", "model=mlp", "logger=none", "env.num_envs=1", *overrides])
+        env = make_env(cfg.env, cfg.seed)
+        envs.append(env)
+        torch.manual_seed(0)
+        return DQNAgent(cfg, env)
+
+    yield _make
+    for e in envs:
+        e.close()
+
+
+def _transitions(n: int, seed: int = 0, reward: float | None = None) -> TensorDict:
+    g = torch.Generator().manual_seed(seed)
+    term = torch.rand(n, 1, generator=g) < 0.3
+    r = torch.randn(n, 1, generator=g) if reward is None else torch.full((n, 1), reward)
+    return TensorDict(
+        {
+            "observation": torch.randn(n, OBS_DIM, generator=g),
+            "action": torch.randint(0, N_ACTIONS, (n,), generator=g),
+            "next": {
+                "observation": torch.randn(n, OBS_DIM, generator=g),
+                "reward": r,
+                "done": term.clone(),
+                "terminated": term,
+            },
+        },
+        [n],
+    )
+
+
+def _perturb(module: nn.Module, scale: float = 0.3) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+
+
+def test_epsilon_schedule_is_linear_then_constant():
+    assert epsilon_at(0, 1.0, 0.1, 1000) == 1.0
+    assert epsilon_at(500, 1.0, 0.1, 1000) == pytest.approx(0.55)
+    assert epsilon_at(1000, 1.0, 0.1, 1000) == pytest.approx(0.1)
+    assert epsilon_at(10_000, 1.0, 0.1, 1000) == pytest.approx(0.1)
+    assert epsilon_at(7, 1.0, 0.05, 0) == 0.05
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_td_targets_are_what_dqnloss_regresses_on(make_agent, double):
+    agent = make_agent(f"agent.double_dqn={str(double).lower()}")
+    _perturb(agent.qnet)  # online ≠ target, so using the wrong network would show
+    td = _transitions(64)
+    q_next_t = None
+    with torch.no_grad(), agent.loss.target_value_network_params.to_module(agent.loss.value_network):
+        q_next_t = agent.qnet(td["next", "observation"])[0]
+    with torch.no_grad():
+        q_next_online = agent.qnet(td["next", "observation"])[0]
+    a_star = (q_next_online if double else q_next_t).argmax(-1)
+    expected = td["next", "reward"].squeeze(-1) + 0.99 * (~td["next", "terminated"].squeeze(-1)) * q_next_t.gather(
+        -1, a_star.unsqueeze(-1)
+    ).squeeze(-1)
+    y = agent.td_targets(td)
+    torch.testing.assert_close(y, expected)
+    q = agent.qnet(td["observation"])[0].gather(-1, td["action"].unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(agent.loss(td.clone())["loss"], nn.functional.smooth_l1_loss(q, y))
+
+
+def test_hard_target_copy_every_interval_gradient_steps(make_agent):
+    agent = make_agent("agent.target_update_interval=3")
+    target = agent.loss.target_value_network_params
+    copied = []
+    for _ in range(9):
+        _perturb(agent.qnet, 0.1)
+        agent.target_updater.step()
+        online = dict(agent.qnet.named_parameters())["body.head.weight"]
+        tgt = target["module", "0", "module", "body", "head", "weight"]
+        copied.append(bool(torch.equal(online, tgt)))
+    assert copied == [False, False, True, False, False, True, False, False, True]
+
+
+def test_update_takes_replay_ratio_steps_after_warmup_and_sets_epsilon(make_agent):
+    agent = make_agent("agent.replay_ratio=0.5", "agent.learning_starts=16", "agent.minibatch_size=8")
+    batch = _transitions(4)
+    agent.process_batch(batch)
+    res = agent.update(batch, env_steps=4, hooks=None)
+    assert agent.grad_steps == 0 and "loss/td" not in res.scalars  # 4 < learning_starts
+    for i in range(3):
+        agent.process_batch(_transitions(4, seed=i + 1))
+    before = [p.detach().clone() for p in agent.qnet.parameters()]
+    res = agent.update(batch, env_steps=6000, hooks=None)
+    assert agent.grad_steps == 2 and res.scalars["dqn/gradient_steps"] == 2.0  # 4 env steps × 0.5
+    assert res.scalars["dqn/replay_size"] == 16.0
+    assert res.scalars["dqn/epsilon"] == pytest.approx(0.55)  # halfway through eps_frames = 12,000
+    assert float(agent.egreedy.eps) == pytest.approx(0.55)
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.qnet.parameters(), strict=True))
+    agent.update(_transitions(3), env_steps=6003, hooks=None)  # 1.5 steps of credit → 1, carry 0.5
+    agent.update(_transitions(1), env_steps=6004, hooks=None)  # 0.5 + 0.5 → 1
+    assert agent.grad_steps == 4
+
+
+def test_process_batch_stores_the_batch_rewards_flattened(make_agent):
+    agent = make_agent()
+    batch = _transitions(12).reshape(2, 6)  # [num_envs, T] as the collector returns it
+    batch["next", "reward"] = batch["next", "reward"] + 100.0  # e.g. an intrinsic bonus added by a hook
+    agent.process_batch(batch)
+    stored = agent.buffer.storage.get(torch.arange(12))
+    torch.testing.assert_close(stored["next", "reward"], batch["next", "reward"].reshape(12, 1))
+    torch.testing.assert_close(stored["observation"], batch["observation"].reshape(12, OBS_DIM))
+
+
+def test_metric_views(make_agent):
+    agent = make_agent()
+    td = _transitions(10)
+    out = agent.qnet(td["observation"])
+    kw = agent.metric_kwargs("qnet", out)
+    torch.testing.assert_close(kw["values"], out[0].max(-1).values)
+    agent.process_batch(td)
+    flat = agent.probe_data(td, 6, torch.Generator().manual_seed(0))
+    assert flat.shape == (6,)
+    torch.testing.assert_close(flat["value_target"].squeeze(-1), agent.td_targets(flat))
+    view = agent.update_rank_views(flat)["qnet"]
+    assert view["output"] == "q_max" and view["optimizer"] is agent.optimizers["qnet"]
+    params = dict(agent.qnet.named_parameters())
+    sample = {k: v[2] for k, v in view["batch"].items()}
+    q = agent.qnet(flat["observation"][2:3])[0][0, flat["action"][2]]
+    expected = nn.functional.smooth_l1_loss(q, flat["value_target"][2, 0])
+    torch.testing.assert_close(view["loss_fn"](params, {}, sample), expected)
+    model, output_fn = agent.ntk_views()["qnet"]
+    assert model is agent.qnet and output_fn.kind == "max"
+
+
+def test_checkpoint_round_trip_restores_networks_target_optimizer_and_replay(make_agent):
+    a = make_agent("agent.learning_starts=8", "agent.minibatch_size=8")
+    for i in range(4):
+        b = _transitions(4, seed=i)
+        a.process_batch(b)
+        a.update(b, env_steps=4 * (i + 1), hooks=None)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)  # through bytes, as repdyn.checkpoint does (no tensor shared with ``a``)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=False)
+    b = make_agent("agent.learning_starts=8", "agent.minibatch_size=8")
+    b.load_state_dict(state)
+    for p, q in zip(a.loss.parameters(), b.loss.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for (k, p), (_, q) in zip(a.loss.named_buffers(), b.loss.named_buffers(), strict=True):
+        assert torch.equal(p, q), k
+    assert len(b.buffer) == len(a.buffer) == 16 and b.grad_steps == a.grad_steps
+    nxt = _transitions(4, seed=9)
+    for agent in (a, b):
+        agent.process_batch(nxt)
+    torch.manual_seed(3)
+    ra = a.update(nxt, env_steps=20, hooks=None).scalars
+    torch.manual_seed(3)
+    rb = b.update(nxt, env_steps=20, hooks=None).scalars
+    assert ra == rb
