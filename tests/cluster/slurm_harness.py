@@ -81,12 +81,20 @@ def cluster_responds(env: dict[str, str]) -> bool:
 
 @dataclass
 class Process:
-    """A launcher or training process started in the background; output goes to a log file (no pipe to fill)."""
+    """A launcher or training process started in the background; output goes to a log file (no pipe to fill).
+    `duration_s` is measured when the process ends (a watcher thread), not when a test gets round to waiting."""
 
     proc: subprocess.Popen[bytes]
     log: Path
     started: float = field(default_factory=time.perf_counter)
     duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        self.proc.wait()
+        self.duration_s = time.perf_counter() - self.started
 
     @property
     def output(self) -> str:
@@ -99,7 +107,8 @@ class Process:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"still running after {timeout} s (hung?):\n{self.output[-5000:]}") from None
-        self.duration_s = time.perf_counter() - self.started
+        if self.duration_s is None:
+            self.duration_s = time.perf_counter() - self.started
         return self.proc.returncode
 
     def kill(self) -> None:
@@ -108,11 +117,10 @@ class Process:
             self.proc.wait()
 
 
-def spawn(cmd: Sequence[str], log: Path, env: dict[str, str], cwd: Path) -> Process:
+def spawn(cmd: Sequence[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return Process(proc=proc, log=log)
+        return subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @dataclass
@@ -155,15 +163,15 @@ def start_sweep(cluster: Cluster, sweep_dir: Path, overrides: Sequence[str], app
         f"hydra.sweep.dir={sweep_dir}",
         *overrides,
     ]
-    p = spawn(cmd, sweep_dir.parent / f"{sweep_dir.name}.launcher.log", cluster.env, sweep_dir.parent)
-    return Sweep(proc=p.proc, log=p.log, started=p.started, sweep_dir=sweep_dir)
+    log = sweep_dir.parent / f"{sweep_dir.name}.launcher.log"
+    return Sweep(proc=spawn(cmd, log, cluster.env, sweep_dir.parent), log=log, sweep_dir=sweep_dir)
 
 
 def start_local_run(run_dir: Path, overrides: Sequence[str], env: dict[str, str] | None = None) -> Process:
     """`python -m repdyn.train ... hydra.run.dir=<run_dir>` without Slurm; the log is appended per start."""
     cmd = [*TRAIN_APP, *overrides, f"hydra.run.dir={run_dir}"]
-    n = len(list(run_dir.parent.glob(f"{run_dir.name}.*.log")))
-    return spawn(cmd, run_dir.parent / f"{run_dir.name}.{n}.log", env or dict(os.environ), run_dir.parent)
+    log = run_dir.parent / f"{run_dir.name}.{len(list(run_dir.parent.glob(f'{run_dir.name}.*.log')))}.log"
+    return Process(proc=spawn(cmd, log, env or dict(os.environ), run_dir.parent), log=log)
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:

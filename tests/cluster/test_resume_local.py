@@ -39,6 +39,10 @@ def test_sigterm_then_restart_in_same_run_dir_ends_identical(
 
     ref_proc, ref_dir = reference_run
     assert ref_proc.wait(timeout=300) == 0, ref_proc.output[-3000:]
+    print(
+        f"\n[local] interrupted run {first.duration_s:.1f} s + resumed run {second.duration_s:.1f} s; "
+        f"uninterrupted reference {ref_proc.duration_s:.1f} s"
+    )
     reference = read_history(ref_dir)
     assert [r["step"] for r in reference] == [512 * (k + 1) for k in range(RESUME_BATCHES)]
     assert read_history(run_dir) == reference  # no missing, duplicated or different step
