@@ -9,9 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchrl.envs import EnvBase
+from torchrl.data import Composite
+from torchrl.envs import Compose, EnvBase, RewardSum, StepCounter, TransformedEnv
 
 from repdyn.envs.gym_vector import make_gym_vector_env
+
+
+class _ObservedRewardSum(RewardSum):
+    """``RewardSum`` of a per-step value the env reports as an observation key (ALE's unsigned ``reward_raw``):
+    torchrl's version only accepts keys of the reward spec."""
+
+    def _generate_episode_reward_spec(self) -> Composite:
+        spec = Composite()
+        for in_key, out_key in zip(self.in_keys, self.out_keys, strict=True):
+            spec[out_key] = self.parent.full_observation_spec[in_key].clone()
+        return spec
+
+    def _reset(self, tensordict: Any, tensordict_reset: Any) -> Any:
+        if tensordict is None or any(k not in tensordict.keys(True) for k in self.out_keys):  # first reset
+            for in_key, out_key in zip(self.in_keys, self.out_keys, strict=True):
+                tensordict_reset.set(out_key, self.parent.full_observation_spec[in_key].zero())
+            return tensordict_reset
+        return super()._reset(tensordict, tensordict_reset)
 
 
 def make_env(env_cfg: Any, seed: int, num_envs: int | None = None) -> EnvBase:
@@ -22,5 +41,14 @@ def make_env(env_cfg: Any, seed: int, num_envs: int | None = None) -> EnvBase:
     if env_cfg.family == "atari":
         from repdyn.envs.atari import make_atari_env
 
-        return make_atari_env(env_cfg.id, n, seed, **dict(env_cfg.atari))
+        base = make_atari_env(env_cfg.id, n, seed, **dict(env_cfg.atari))
+        # The episode bookkeeping of every family (this module's contract; the loop logs env/return(_raw), length).
+        return TransformedEnv(
+            base,
+            Compose(
+                StepCounter(),
+                RewardSum(),
+                _ObservedRewardSum(in_keys=["reward_raw"], out_keys=["episode_reward_raw"]),
+            ),
+        )
     raise ValueError(f"unknown env family {env_cfg.family!r}; choose classic, mujoco or atari")
