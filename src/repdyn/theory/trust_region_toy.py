@@ -271,6 +271,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     """Run every case of ``cfg.cases`` and write the tables, figure and history into ``run_dir``."""
     if not cfg.cases:
         raise ValueError("cases must name at least one {case: alpha} pair")
+    torch.set_num_threads(int(cfg.num_threads))
     phi_x, theta0 = draw_setting(torch.Generator().manual_seed(int(cfg.seed)))
     if cfg.phi_x is not None:
         phi_x = float(cfg.phi_x)
