@@ -1,4 +1,4 @@
-"""``python -m repdyn.bench {ppo,metrics,atari,all} [args]`` — see each module's docstring."""
+"""``python -m repdyn.bench {ppo,metrics,metric_share,atari,dqn,all} [args]`` — see each module's docstring."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHES = {
     "metrics": "repdyn.bench.metrics",
     "metric_share": "repdyn.bench.metric_share",
     "atari": "repdyn.bench.atari",
+    "dqn": "repdyn.bench.dqn",
 }
 
 

@@ -1,0 +1,350 @@
+"""DQN / ICM / eviction costs and the PPO-Atari update, measured in one run with ratios (issue 4).
+
+``python -m repdyn.bench dqn [--capacity 4000] [--steps 200] [--atari-game ALE/Phoenix-v5] [--no-atari]`` prints
+
+1. NTK eviction cost per env step (seed 000 §3.7: capacity 4000, Acrobot 2×64 Q-network): the eviction writer
+   inserting one transition into a full buffer (one vectorised ``ntk_diag`` over 4001 transitions + the argmin), and
+   a 4-step batch (one ``ntk_diag`` per batch: exact, the network only changes between batches), vs
+   torchrl's FIFO ``RoundRobinWriter``, next to the collector's own cost per env step (1 env, DQN policy), so the
+   overhead reads as a fraction of an env step; plus the vectorised K(x, x) vs a per-sample autograd loop (the
+   brute-force reference) on the same 4001 transitions.
+2. DQN gradient step (minibatch 128): torchrl ``DQNLoss`` + Adam + HardUpdate vs a hand-written TD(0) step on the same
+   network (the price of using torchrl's loss; see ``agents/dqn.py``).
+3. PPO on ALE (seed 002 App. B Table 2: 8 envs × 128 steps, minibatch 256, ``--ppo-epochs`` 4): the real
+   :meth:`repdyn.agents.ppo.PPOAgent.update` per minibatch vs a bare PyTorch actor + critic Nature-CNN
+   forward/backward/Adam step on the same 256 frames (target ≤ 1.1×), and the update's share of the wall time of one
+   batch (collection with the Collector + update).
+
+The machine is shared: absolute numbers drift, ratios are taken between timings of the same run (medians of
+interleaved repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from tensordict import TensorDict
+from tqdm import tqdm
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from repdyn.config import register_configs
+    from repdyn.paths import CONF_DIR
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def _median_time(fn: Callable[[], object], n: int, warmup: int = 2) -> float:
+    """Median seconds per call of ``fn`` over ``n`` timed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int, desc: str) -> dict[str, float]:
+    """Median seconds per call of each function, timed in alternating rounds so load drift hits all alike."""
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in tqdm(range(repeats), desc=desc, leave=False):
+        for k, fn in fns.items():
+            out[k].append(_median_time(fn, n, warmup=1))
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1-2: eviction and DQN step on Acrobot
+
+
+def _acrobot_agent(capacity: int):
+    from repdyn.agents.dqn import DQNAgent
+    from repdyn.envs import make_env
+
+    cfg = _compose(
+        [
+            "env=classic/acrobot",
+            "agent=dqn",
+            "model=mlp",
+            "model.activation=relu",
+            "logger=none",
+            "env.num_envs=1",
+            "env.frames_per_env=1",
+            f"agent.buffer_size={capacity}",
+        ]
+    )
+    env = make_env(cfg.env, 0)
+    torch.manual_seed(0)
+    return cfg, env, DQNAgent(cfg, env)
+
+
+def _random_transitions(n: int, seed: int) -> TensorDict:
+    g = torch.Generator().manual_seed(seed)
+    term = torch.rand(n, 1, generator=g) < 0.01
+    return TensorDict(
+        {
+            "observation": torch.randn(n, 6, generator=g),
+            "action": torch.randint(0, 3, (n,), generator=g),
+            "next": {
+                "observation": torch.randn(n, 6, generator=g),
+                "reward": -torch.ones(n, 1),
+                "done": term.clone(),
+                "terminated": term,
+            },
+        },
+        [n],
+    )
+
+
+def bench_eviction(capacity: int, steps: int, repeats: int) -> dict[str, float]:
+    from torchrl.collectors import Collector
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+    from repdyn.agents.dqn import REPLAY_KEYS
+    from repdyn.interventions.ntk_eviction import NTKEvictionWriter, qnet_ntk_diag_fn
+
+    cfg, env, agent = _acrobot_agent(capacity)
+    fill = _random_transitions(capacity, 0)
+    score = qnet_ntk_diag_fn(agent.qnet, "taken")
+    ntk_rb = ReplayBuffer(storage=LazyTensorStorage(capacity), writer=NTKEvictionWriter(score))
+    fifo_rb = agent.make_replay(capacity)
+    for rb in (ntk_rb, fifo_rb):
+        rb.extend(fill)
+    stream = _random_transitions(10 * steps + 100, 1)
+    cursor = {"ntk": 0, "fifo": 0}
+
+    def insert(rb: ReplayBuffer, key: str, m: int = 1) -> Callable[[], None]:
+        def f() -> None:
+            i = cursor[key] = (cursor[key] + m) % (stream.shape[0] - m)
+            rb.extend(stream[i : i + m])
+
+        return f
+
+    collector = Collector(env, agent.policy, frames_per_batch=1, total_frames=-1, auto_register_policy_transforms=False)
+    it = iter(collector)
+
+    def env_step() -> None:
+        next(it)
+
+    t = _interleaved(
+        {
+            "evict": insert(ntk_rb, "ntk"),
+            "evict4": insert(ntk_rb, "ntk", 4),
+            "fifo": insert(fifo_rb, "fifo"),
+            "env_step": env_step,
+        },
+        steps,
+        repeats,
+        "eviction vs FIFO vs env step",
+    )
+    collector.shutdown()
+
+    # vectorised K(x, x) vs the per-sample autograd loop on the same buffer
+    td = ntk_rb.storage.get(torch.arange(capacity)).select(*REPLAY_KEYS)
+    params = list(agent.qnet.parameters())
+
+    def loop() -> None:
+        for i in range(td.shape[0]):
+            q = agent.qnet(td["observation"][i : i + 1])[0][0, td["action"][i]]
+            grads = torch.autograd.grad(q, params)
+            sum(g.square().sum() for g in grads)
+
+    vec_s = _median_time(lambda: score(td), 5)
+    loop_s = _median_time(loop, 1, warmup=0)
+    env.close()
+    return {
+        "evict_s_per_step": t["evict"],
+        "evict4_s_per_step": t["evict4"] / 4,
+        "fifo_s_per_step": t["fifo"],
+        "env_step_s": t["env_step"],
+        "k_diag_vectorised_s": vec_s,
+        "k_diag_loop_s": loop_s,
+    }
+
+
+def bench_dqn_step(steps: int, repeats: int) -> dict[str, float]:
+    from torch import nn
+
+    cfg, env, agent = _acrobot_agent(50_000)
+    agent.buffer.extend(_random_transitions(5000, 2))
+    opt = agent.optimizers["qnet"]
+    import copy
+
+    target = copy.deepcopy(agent.qnet)
+
+    def torchrl_step() -> None:
+        mb = agent.buffer.sample()
+        loss = agent.loss(mb)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(agent.qnet.parameters(), 10.0)
+        opt.step()
+        agent.target_updater.step()
+
+    def manual_step() -> None:
+        mb = agent.buffer.sample()
+        with torch.no_grad():
+            q_next = target(mb["next", "observation"])[0].max(-1).values
+            y = mb["next", "reward"].squeeze(-1) + 0.99 * (~mb["next", "terminated"].squeeze(-1)) * q_next
+        q = agent.qnet(mb["observation"])[0].gather(-1, mb["action"].unsqueeze(-1)).squeeze(-1)
+        loss = nn.functional.smooth_l1_loss(q, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(agent.qnet.parameters(), 10.0)
+        opt.step()
+
+    t = _interleaved({"torchrl": torchrl_step, "manual": manual_step}, steps, repeats, "DQN gradient step")
+    env.close()
+    return {"dqn_step_torchrl_s": t["torchrl"], "dqn_step_manual_s": t["manual"]}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3: PPO update on ALE
+
+
+def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
+    from torchrl.collectors import Collector
+
+    from repdyn.agents import build_agent
+    from repdyn.envs import make_env
+    from repdyn.interventions import Hooks
+    from repdyn.models import NatureCNN
+
+    slug = game.split("/")[1].split("-")[0].lower()
+    cfg = _compose([f"env=atari/{slug}", "agent=ppo_atari", "model=cnn", "logger=none", f"agent.epochs={epochs}"])
+    env = make_env(cfg.env, 0)
+    torch.manual_seed(0)
+    agent = build_agent(cfg, env)
+    hooks = Hooks([])
+    frames = cfg.env.num_envs * cfg.env.frames_per_env
+    collector = Collector(
+        env, agent.policy, frames_per_batch=frames, total_frames=-1, auto_register_policy_transforms=False
+    )
+    it = iter(collector)
+    next(it)  # first reset, lazy buffers
+    collect_times, update_times = [], []
+    mb = cfg.agent.minibatch_size
+    per_epoch = frames // mb
+    n_actions = int(env.action_spec.space.n)
+    actor, critic = NatureCNN(4, n_actions), NatureCNN(4, 1)
+    opts = [torch.optim.Adam(n.parameters(), lr=2.5e-4, eps=1e-5) for n in (actor, critic)]
+    obs = torch.randint(0, 256, (mb, 4, 84, 84), dtype=torch.uint8)
+    target = torch.randn(mb)
+
+    def bare() -> None:  # actor + critic: forward, loss, backward, clip, Adam — the floor of one PPO minibatch
+        for net, opt in zip((actor, critic), opts, strict=True):
+            out, _, _ = net(obs)
+            loss = (out.mean(-1) - target).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+            opt.step()
+
+    bare_times = []
+    for r in tqdm(range(repeats), desc="PPO-Atari batch: collect, update, bare", leave=False):
+        t = time.perf_counter()
+        batch = next(it)
+        collect_times.append(time.perf_counter() - t)
+        agent.process_batch(batch)
+        t = time.perf_counter()
+        agent.update(batch, frames * (r + 1), hooks)  # epochs × per_epoch minibatches
+        update_times.append((time.perf_counter() - t) / (epochs * per_epoch))
+        bare_times.append(_median_time(bare, per_epoch, warmup=1 if r == 0 else 0))
+    collector.shutdown()
+    env.close()
+    return {
+        "ppo_collect_s_per_batch": statistics.median(collect_times),
+        "ppo_update_s_per_minibatch": statistics.median(update_times),
+        "bare_s_per_minibatch": statistics.median(bare_times),
+        "minibatches_per_epoch": float(per_epoch),
+        "frames_per_batch": float(frames),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m repdyn.bench dqn", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--capacity", type=int, default=4000, help="eviction buffer capacity (seed 000: 4000)")
+    parser.add_argument("--steps", type=int, default=50, help="timed calls per round")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--atari-game", default="ALE/Phoenix-v5")
+    parser.add_argument("--atari-batches", type=int, default=2, help="PPO-Atari batches timed")
+    parser.add_argument("--ppo-epochs", type=int, default=4, help="PPO epochs per timed batch (paper: 4, 6, 8)")
+    parser.add_argument("--no-atari", action="store_true", help="skip the PPO-Atari part")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the runs' default: 1)")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    for name in ("capacity", "steps", "repeats", "atari_batches", "ppo_epochs", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
+    torch.set_num_threads(args.threads)
+    res = bench_eviction(args.capacity, args.steps, args.repeats)
+    res.update(bench_dqn_step(args.steps, args.repeats))
+    if not args.no_atari:
+        res.update(bench_ppo_atari(args.atari_game, args.atari_batches, args.ppo_epochs))
+
+    console = Console(width=140)
+    table = Table(title=f"DQN / eviction / PPO-Atari (torch threads {args.threads})")
+    for col in ("measurement", "time", "ratio"):
+        table.add_column(col)
+    ms = 1e3
+    table.add_row("env step (Collector, 1 Acrobot env, DQN policy)", f"{res['env_step_s'] * ms:.3f} ms", "1")
+    table.add_row(
+        f"insert + NTK eviction, full buffer of {args.capacity}",
+        f"{res['evict_s_per_step'] * ms:.3f} ms",
+        f"{res['evict_s_per_step'] / res['env_step_s']:.2f}× env step",
+    )
+    table.add_row(
+        "  same, batches of 4 env steps (the presets), per step",
+        f"{res['evict4_s_per_step'] * ms:.3f} ms",
+        f"{res['evict4_s_per_step'] / res['env_step_s']:.2f}× env step",
+    )
+    table.add_row(
+        "insert, FIFO (RoundRobinWriter)",
+        f"{res['fifo_s_per_step'] * ms:.3f} ms",
+        f"eviction = {res['evict_s_per_step'] / res['fifo_s_per_step']:.0f}× FIFO",
+    )
+    table.add_row(
+        f"K(x,x) of {args.capacity} transitions: vectorised ntk_diag",
+        f"{res['k_diag_vectorised_s'] * ms:.2f} ms",
+        f"{res['k_diag_loop_s'] / res['k_diag_vectorised_s']:.0f}× faster than the loop",
+    )
+    table.add_row("K(x,x): per-sample autograd loop", f"{res['k_diag_loop_s'] * ms:.1f} ms", "")
+    table.add_row("DQN step: DQNLoss + HardUpdate (minibatch 128)", f"{res['dqn_step_torchrl_s'] * ms:.3f} ms", "")
+    table.add_row(
+        "DQN step: hand-written TD(0)",
+        f"{res['dqn_step_manual_s'] * ms:.3f} ms",
+        f"DQNLoss = {res['dqn_step_torchrl_s'] / res['dqn_step_manual_s']:.2f}×",
+    )
+    if not args.no_atari:
+        upd, bare = res["ppo_update_s_per_minibatch"], res["bare_s_per_minibatch"]
+        coll = res["ppo_collect_s_per_batch"]
+        n_mb = res["minibatches_per_epoch"]
+        table.add_row(f"PPO-Atari collection, {int(res['frames_per_batch'])} frames", f"{coll:.2f} s", "")
+        table.add_row(
+            "PPO-Atari update per minibatch (256)",
+            f"{upd * ms:.1f} ms",
+            f"{upd / bare:.2f}× bare (target ≤ 1.10×)",
+        )
+        table.add_row("bare actor+critic Nature-CNN step (256)", f"{bare * ms:.1f} ms", "1")
+        for epochs in (4, 6, 8):
+            u = epochs * n_mb * upd
+            table.add_row(f"update share of wall time, {epochs} epochs", f"{u:.2f} s / batch", f"{u / (u + coll):.0%}")
+    console.print(table)
+    return res
+
+
+if __name__ == "__main__":
+    main()
