@@ -12,8 +12,10 @@ them run last: the whole directory takes about as long as its slowest scenario.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from slurm_harness import (
     TRAIN_APP,
     Canceller,
     Cluster,
+    LocalResume,
     Process,
     RequeueScenario,
     Sweep,
@@ -36,7 +39,7 @@ from slurm_harness import (
 )
 
 # Checked by tests that run last; started at session start (the reference run needs no cluster).
-_LAST = ("failure_sweep", "train_failure_sweep", "requeue_run")
+_LAST = ("failure_sweep", "train_failure_sweep", "requeue_run", "local_resume")
 _BACKGROUND = (*_LAST, "reference_run")
 
 
@@ -51,6 +54,18 @@ def _start_background(request: pytest.FixtureRequest) -> None:
     for name in _BACKGROUND:
         if name in wanted:
             request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+def work_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Scenario dirs live outside pytest's basetemp: other pytest sessions on a shared machine prune old basetemps,
+    which would delete a run dir under a job still writing to it. Kept when a test failed, for the logs."""
+    root = Path(tempfile.mkdtemp(prefix="repdyn-cluster-tests-"))
+    yield root
+    if request.session.testsfailed == 0:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"\n[cluster] scenario dirs kept in {root}")
 
 
 @pytest.fixture(scope="session")
@@ -74,11 +89,11 @@ def slurm_cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
-def failure_sweep(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
+def failure_sweep(slurm_cluster: Cluster, work_dir: Path) -> Iterator[Sweep]:
     """Tiny-app sweep with timeout_min=1 and max_num_timeout=0, one member per `case` of tiny_app.py:
     #0 ok (completes), #1 cancel (scancelled as soon as it runs), #2 soft_timeout (gets Slurm's pre-timeout USR2;
     submitit refuses to requeue it), #3 hard_timeout (USR2 ignored: Slurm kills it at the limit, no result)."""
-    sweep_dir = tmp_path_factory.mktemp("failure") / "sweep"
+    sweep_dir = work_dir / "failure" / "sweep"
     overrides = [
         "hydra.launcher.timeout_min=1",
         "hydra.launcher.signal_delay_s=30",
@@ -94,11 +109,11 @@ def failure_sweep(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
-def train_failure_sweep(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
+def train_failure_sweep(slurm_cluster: Cluster, work_dir: Path) -> Iterator[Sweep]:
     """Three real training runs, timeout_min=2, max_num_timeout=0: #0 is short and completes; #1 is long and is
     cancelled once it has logged; #2 is long and gets Slurm's pre-timeout USR2. slurmctld sends it once
     now ≥ end − signal_delay_s − 30 s (its 30 s check period), i.e. 70-100 s after the start: long after #0 ended."""
-    sweep_dir = tmp_path_factory.mktemp("train_failure") / "sweep"
+    sweep_dir = work_dir / "train_failure" / "sweep"
     overrides = [
         "hydra.launcher.timeout_min=2",
         "hydra.launcher.signal_delay_s=20",
@@ -115,17 +130,28 @@ def train_failure_sweep(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, Path]]:
+def reference_run(work_dir: Path) -> Iterator[tuple[Process, Path]]:
     """The uninterrupted local run every resumed run must reproduce exactly."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    run_dir = work_dir / "reference" / "run"
     proc = start_local_run(run_dir, (*RESUME_RUN, "logger=none"))
     yield proc, run_dir
     proc.kill()
 
 
 @pytest.fixture(scope="session")
-def requeue_run(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequeueScenario]:
-    sweep_dir = tmp_path_factory.mktemp("requeue") / "sweep"
+def local_resume(work_dir: Path) -> Iterator[LocalResume]:
+    """The same run without Slurm and with offline W&B: SIGTERM after 4 log steps, then the same command again."""
+    scenario = LocalResume(run_dir=work_dir / "local" / "run", overrides=(*RESUME_RUN, "logger=wandb"))
+    scenario.start()
+    yield scenario
+    for proc in (scenario.first, scenario.second):
+        if proc is not None:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def requeue_run(slurm_cluster: Cluster, work_dir: Path) -> Iterator[RequeueScenario]:
+    sweep_dir = work_dir / "requeue" / "sweep"
     # timeout_min ≥ 15: submitit counts a USR2 as a time-out (not a preemption) when timeout_min ≤ ~12.
     overrides = ["hydra.launcher.timeout_min=15", "hydra.launcher.max_num_timeout=0", *RESUME_RUN, "logger=none"]
     sweep = start_sweep(slurm_cluster, sweep_dir, overrides, app=TRAIN_APP)

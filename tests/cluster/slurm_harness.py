@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from repdyn.paths import CONF_DIR, HISTORY_FILE, REPO_ROOT
+from repdyn.paths import CONF_DIR, HISTORY_FILE, REPO_ROOT, SUMMARY_FILE
 
 LAUNCH = REPO_ROOT / "launch"
 TINY_APP = (sys.executable, str(Path(__file__).with_name("tiny_app.py")))
@@ -205,16 +206,16 @@ class Driver:
     error: BaseException | None = None
     thread: threading.Thread | None = None
 
-    def drive(self, cluster: Cluster) -> None:
+    def drive(self, cluster: Cluster | None) -> None:
         raise NotImplementedError
 
-    def _run(self, cluster: Cluster) -> None:
+    def _run(self, cluster: Cluster | None) -> None:
         try:
             self.drive(cluster)
         except BaseException as e:  # reported by join()
             self.error = e
 
-    def start(self, cluster: Cluster) -> None:
+    def start(self, cluster: Cluster | None = None) -> None:
         self.thread = threading.Thread(target=self._run, args=(cluster,), daemon=True)
         self.thread.start()
 
@@ -236,7 +237,9 @@ class Canceller(Driver):
     min_lines: int = 0
     job_id: str = ""
 
-    def drive(self, cluster: Cluster) -> None:
+    def drive(self, cluster: Cluster | None) -> None:
+        assert cluster is not None
+
         def ready() -> str | None:
             ids = self.sweep.job_ids()
             if len(ids) != self.n_members or cluster.job_state(ids[self.member]) != "RUNNING":
@@ -259,7 +262,8 @@ class RequeueScenario(Driver):
     interrupted_at_lines: list[int] = field(default_factory=list)
     restart_delays_s: list[float] = field(default_factory=list)
 
-    def drive(self, cluster: Cluster) -> None:
+    def drive(self, cluster: Cluster | None) -> None:
+        assert cluster is not None
         self.job_id = wait_until(lambda: (self.sweep.job_ids() or [""])[0], 120, "the job to be submitted")
         # Interrupt once the run is well into training and once more after it resumed and trained on.
         for min_lines, how in ((3, "requeue"), (12, "usr2")):
@@ -274,3 +278,26 @@ class RequeueScenario(Driver):
             wait_until(lambda: cluster.job_state(self.job_id) != "RUNNING", 60, "the job to stop")
             wait_until(lambda: cluster.job_state(self.job_id) == "RUNNING", 120, "the requeued job to restart")
             self.restart_delays_s.append(time.monotonic() - t0)
+
+
+@dataclass
+class LocalResume(Driver):
+    """A local run (no Slurm) sent SIGTERM once it logged `min_lines` steps, then started again in the same run dir."""
+
+    run_dir: Path = Path()
+    overrides: Sequence[str] = ()
+    min_lines: int = 4
+    first: Process | None = None
+    second: Process | None = None
+    first_summary: dict[str, Any] = field(default_factory=dict)
+
+    def drive(self, cluster: Cluster | None) -> None:
+        self.first = first = start_local_run(self.run_dir, self.overrides)
+        wait_until(
+            lambda: history_len(self.run_dir) >= self.min_lines or first.proc.poll() is not None, 300, "log steps"
+        )
+        first.proc.send_signal(signal.SIGTERM)
+        first.wait(timeout=120)
+        self.first_summary = json.loads((self.run_dir / SUMMARY_FILE).read_text())
+        self.second = start_local_run(self.run_dir, self.overrides)
+        self.second.wait(timeout=300)

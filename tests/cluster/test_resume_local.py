@@ -11,30 +11,26 @@ import json
 import signal
 from pathlib import Path
 
-from slurm_harness import RESUME_BATCHES, RESUME_RUN, Process, history_len, read_history, start_local_run, wait_until
+from slurm_harness import BATCH, RESUME_BATCHES, LocalResume, Process, read_history
 
 from repdyn.paths import CHECKPOINT_DIR, SUMMARY_FILE
 
 
 def test_sigterm_then_restart_in_same_run_dir_ends_identical(
-    tmp_path: Path, reference_run: tuple[Process, Path]
+    local_resume: LocalResume, reference_run: tuple[Process, Path]
 ) -> None:
-    run_dir = tmp_path / "run"
-    overrides = (*RESUME_RUN, "logger=wandb", "logger.mode=offline")
-
-    first = start_local_run(run_dir, overrides)
-    wait_until(lambda: history_len(run_dir) >= 4 or first.proc.poll() is not None, 240, "4 history lines")
-    first.proc.send_signal(signal.SIGTERM)
-    # The run checkpoints at the next batch boundary, then exits with 128 + SIGTERM.
-    assert first.wait(timeout=120) == 128 + signal.SIGTERM, first.output[-3000:]
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    assert summary["status"] == "interrupted"
-    assert 4 <= summary["env_steps"] // 512 < RESUME_BATCHES, "must be interrupted mid-training"
-    assert (run_dir / CHECKPOINT_DIR / "last.pt").exists()
-
-    second = start_local_run(run_dir, overrides)
-    assert second.wait(timeout=300) == 0, second.output[-3000:]
-    assert f"resumed from {run_dir / CHECKPOINT_DIR} at {summary['env_steps']} env steps" in second.output
+    """Started at session start (conftest.local_resume); here its outcome is checked."""
+    scenario = local_resume
+    scenario.join(timeout=600)
+    run_dir, first, second = scenario.run_dir, scenario.first, scenario.second
+    assert first is not None and second is not None
+    # The run checkpointed at the next batch boundary, then exited with 128 + SIGTERM.
+    assert first.proc.returncode == 128 + signal.SIGTERM, first.output[-3000:]
+    assert scenario.first_summary["status"] == "interrupted"
+    steps_done = scenario.first_summary["env_steps"]
+    assert 4 <= steps_done // BATCH < RESUME_BATCHES, "must be interrupted mid-training"
+    assert second.proc.returncode == 0, second.output[-3000:]
+    assert f"resumed from {run_dir / CHECKPOINT_DIR} at {steps_done} env steps" in second.output
     assert json.loads((run_dir / SUMMARY_FILE).read_text())["status"] == "completed"
 
     ref_proc, ref_dir = reference_run
@@ -44,7 +40,7 @@ def test_sigterm_then_restart_in_same_run_dir_ends_identical(
         f"uninterrupted reference {ref_proc.duration_s:.1f} s"
     )
     reference = read_history(ref_dir)
-    assert [r["step"] for r in reference] == [512 * (k + 1) for k in range(RESUME_BATCHES)]
+    assert [r["step"] for r in reference] == [BATCH * (k + 1) for k in range(RESUME_BATCHES)]
     assert read_history(run_dir) == reference  # no missing, duplicated or different step
 
     # One W&B run id across both segments.

@@ -17,8 +17,8 @@ from slurm_harness import Cluster, Sweep, start_sweep
 pytestmark = pytest.mark.cluster
 
 
-def test_sweep_runs_as_one_job_array_and_all_members_complete(slurm_cluster: Cluster, tmp_path: Path) -> None:
-    sweep = start_sweep(slurm_cluster, tmp_path / "sweep", ["+x=1,2,3"])
+def test_sweep_runs_as_one_job_array_and_all_members_complete(slurm_cluster: Cluster, work_dir: Path) -> None:
+    sweep = start_sweep(slurm_cluster, work_dir / "tiny_sweep" / "sweep", ["+x=1,2,3"])
     assert sweep.wait(timeout=120) == 0, sweep.output
     print(f"\n[cluster] 3-member tiny sweep took {sweep.duration_s:.1f} s")
 
@@ -63,6 +63,9 @@ def test_cancelled_and_timed_out_members_are_reported_without_hanging(
     assert status[3]["slurm_state"] == "TIMEOUT"
     job_ids = [status[i]["job_id"] for i in range(4)]
     states = slurm_cluster.sacct_states(job_ids)
-    assert [states[j] for j in job_ids] == [["COMPLETED"], ["CANCELLED"], ["COMPLETED"], ["TIMEOUT"]]
+    # #2 ends in its signal handler, normally long before the limit (COMPLETED); on a loaded machine Slurm's
+    # signal can come so late that the limit's kill lands first (TIMEOUT). Its report is the same either way.
+    assert [states[j] for j in job_ids] == [["COMPLETED"], ["CANCELLED"], states[job_ids[2]], ["TIMEOUT"]]
+    assert states[job_ids[2]] in (["COMPLETED"], ["TIMEOUT"])
     for i in (1, 2, 3):
         assert re.search(rf"#{i} job \S+ {status[i]['status']} \(\+case=", sweep.output), sweep.output

@@ -43,10 +43,10 @@ def _assert_full_history(history: list[dict], batches: int) -> None:
             assert isinstance(r[key], float) and math.isfinite(r[key]), (r["step"], key, r.get(key))
 
 
-def test_three_run_sweep_is_one_job_array_and_all_complete(slurm_cluster: Cluster, tmp_path: Path) -> None:
+def test_three_run_sweep_is_one_job_array_and_all_complete(slurm_cluster: Cluster, work_dir: Path) -> None:
     sweep = start_sweep(
         slurm_cluster,
-        tmp_path / "sweep",
+        work_dir / "train_sweep" / "sweep",
         [*TINY_TRAIN, "logger=none", "train.total_frames=4096", "seed=0,1,2"],
         app=TRAIN_APP,
     )
