@@ -131,7 +131,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     data = load_auto_mpg()
     trials = run_arms(build_arms(cfg, len(data.y)), data, cfg.model, cfg.train, int(cfg.seed))
     table, per_rep = summarise(trials, str(cfg.correlation))
-    write_table(table, run_dir, "ntk_correlation", title="Correlation of initial NTK metrics with final test loss")
+    view = table[[c for c in table.columns if not c.endswith(("_mean", "_std"))]]
+    title = f"{cfg.correlation} correlation of initial NTK metrics with final test loss ({cfg.reps} x {cfg.trials})"
+    write_table(table, run_dir, "ntk_correlation", title=title, md_df=view)
     trials.to_csv(run_dir / "ntk_correlation_trials.csv", index=False)
     per_rep.to_csv(run_dir / "ntk_correlation_per_rep.csv", index=False)
     _plot(trials, run_dir / "ntk_correlation.png")

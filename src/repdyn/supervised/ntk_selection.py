@@ -199,11 +199,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
         t = method_table(arms, method)
         out[method] = t
         name = "ntk_selection_" + method.replace(":", "_")
-        write_table(t, run_dir, name, title=f"Training set selected by {method}")
-        (run_dir / f"{name}.md").write_text(
-            f"### Training set selected by {method} ({cfg.reps} repetitions)\n\n" + _to_md(_markdown_view(t)),
-            encoding="utf-8",
-        )
+        title = f"Training set selected by {method} ({cfg.reps} repetitions)"
+        write_table(t, run_dir, name, title=title, md_df=_markdown_view(t))
         row = t.loc["Final test loss"]
         overview.append(
             {
@@ -220,12 +217,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     write_table(overview, run_dir, "ntk_selection", title="Final test loss per selection method")
     _plot(arms, methods_of(cfg), run_dir / "ntk_selection.png")
     return out
-
-
-def _to_md(df: pd.DataFrame) -> str:
-    from repdyn.theory.report import to_markdown
-
-    return to_markdown(df)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="supervised/ntk_selection", version_base="1.3")

@@ -80,13 +80,16 @@ def write_table(
     title: str | None = None,
     float_fmt: str = ".4g",
     index: bool = True,
+    md_df: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``df`` as ``<run_dir>/<name>.csv`` (full precision) and ``<run_dir>/<name>.md`` (rounded, with a title)."""
+    """Write ``df`` as ``<run_dir>/<name>.csv`` (full precision) and ``<run_dir>/<name>.md`` (rounded, with a title;
+    ``md_df`` replaces ``df`` in the Markdown, e.g. a view with "mean ± std" strings instead of numeric columns)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = run_dir / f"{name}.csv", run_dir / f"{name}.md"
     df.to_csv(csv_path, index=index)
-    text = (f"### {title}\n\n" if title else "") + to_markdown(df, float_fmt=float_fmt, index=index)
+    shown = df if md_df is None else md_df
+    text = (f"### {title}\n\n" if title else "") + to_markdown(shown, float_fmt=float_fmt, index=index)
     md_path.write_text(text, encoding="utf-8")
     return csv_path, md_path
 
