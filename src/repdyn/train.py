@@ -354,12 +354,43 @@ class Run:
         }
 
 
+# Keys that may change between a run and its resume: presentation, logging destination and test-only switches.
+_RESUMABLE_PREFIXES = ("train.progress", "train.threads", "logger.", "debug.")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        return {k: v for key, val in d.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: d}
+
+
+def check_resume_compatible(cfg: DictConfig, run_dir: str | Path) -> None:
+    """A run dir holding a checkpoint may only be resumed with the config it was started with (up to the keys in
+    ``_RESUMABLE_PREFIXES``); otherwise raise one ConfigError listing the differing keys, before anything is built."""
+    from repdyn.logging.logger import redact
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_DIR / ckpt.LAST).exists() or not (run_dir / CONFIG_FILE).exists():
+        return
+    old = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE)))
+    new = _flat(redact(to_container(cfg)))
+    diff = sorted(
+        k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not k.startswith(_RESUMABLE_PREFIXES)
+    )
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
+        raise ConfigError(
+            f"{run_dir} holds a checkpoint of a different config ({shown}); use a new run dir or the same config"
+        )
+
+
 def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> str:
     """Execute one run in ``run_dir`` (resuming from its checkpoint if any); returns the final status."""
     from repdyn.agents.ppo import Diverged
     from repdyn.logging.logger import redact, write_json
 
     run_dir = Path(run_dir)
+    check_resume_compatible(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
     OmegaConf.save(OmegaConf.create(redact(to_container(cfg))), run_dir / CONFIG_FILE)
@@ -401,6 +432,7 @@ def _hydra_main(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
     try:
         validate(cfg)
+        check_resume_compatible(cfg, hc.runtime.output_dir)
     except ConfigError as e:
         print(f"repdyn: config error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)

@@ -36,3 +36,17 @@ def test_bad_command_line_fails_fast(tmp_path, args, needle):
     assert not (run_dir / "history.jsonl").exists()
     assert not (run_dir / "checkpoints").exists()
     assert not (run_dir / "wandb").exists()
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    base = ["env=classic/cartpole", "logger=none", "metrics=none", f"hydra.run.dir={run_dir}"]
+    assert run_cli(*base, "train.total_frames=512").returncode == 0
+    before = (run_dir / "history.jsonl").read_text()
+    proc = run_cli(*base, "train.total_frames=512", "agent.epochs=3", timeout=120)
+    assert proc.returncode == 2
+    assert "different config" in proc.stderr and "agent.epochs: 10 -> 3" in proc.stderr
+    assert (run_dir / "history.jsonl").read_text() == before  # nothing recorded is lost
+    # the same config (a presentation key aside) resumes: the finished run stays finished, history unchanged
+    assert run_cli(*base, "train.total_frames=512", "train.threads=2").returncode == 0
+    assert (run_dir / "history.jsonl").read_text() == before
