@@ -174,3 +174,31 @@ def test_checkpoint_round_trip_restores_networks_target_optimizer_and_replay(mak
     torch.manual_seed(3)
     rb = b.update(nxt, env_steps=20, hooks=None).scalars
     assert ra == rb
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["env=mujoco/hopper"], "agent: agent=dqn needs discrete actions"),
+        (["agent.loss=mse"], "agent.loss: must be 'huber' or 'l2'"),
+        (["agent.target_update=polyak"], "agent.target_update"),
+        (["agent.eps_end=0.5", "agent.eps_init=0.2"], "agent.eps_init"),
+        (["agent.buffer_size=16"], "agent.buffer_size: must be ≥ agent.minibatch_size (128)"),
+        (["agent.replay_ratio=0"], "agent.replay_ratio"),
+        (["metrics.ntk_q_reduction=taken"], "metrics.ntk_q_reduction"),
+    ],
+)
+def test_bad_dqn_config_fails_before_compute_naming_the_key(compose, overrides, key):
+    from repdyn.config import ConfigError, validate
+
+    cfg = compose(["env=classic/acrobot", "agent=dqn", "model=mlp", "logger=none", *overrides])
+    with pytest.raises(ConfigError, match=key.replace("(", r"\(").replace(")", r"\)")):
+        validate(cfg)
+
+
+def test_dqn_only_interventions_are_rejected_for_ppo(compose):
+    from repdyn.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="ntk_eviction: not compatible with agent=ppo"):
+        validate(compose(["env=classic/acrobot", "model=mlp", "logger=none", "intervention=[ntk_eviction]"]))
+    validate(compose(["env=classic/acrobot", "model=mlp", "logger=none", "intervention=[icm]"]))  # ICM: PPO too
