@@ -7,9 +7,10 @@ so the concrete classes live there and the logic lives here). They submit exactl
 pre-timeout or preemption signal resubmits the same Hydra job, which resumes from `<run_dir>/checkpoints/last.pt`).
 What they change is how the sweep ends. The plugin returns `[job.results()[0] for job in jobs]`, which raises on the
 first failed member while later members are still running and names only that one failure. Here the launcher waits
-for every member, writes one line per member to `<sweep_dir>/sweep_status.json` (Slurm job id, Slurm state, outcome,
-reason) and then raises one `SweepFailedError` naming every failed member, so a time-limit kill or an `scancel` is
-reported with its reason while the other members finish.
+for every member, writes one entry per member to `<sweep_dir>/sweep_status.json` (job id, `scheduler_state` as Slurm's
+sacct or the local executor reports it when the sweep is collected, `status` COMPLETED/CANCELLED/TIMEOUT/FAILED,
+`reason`, `run_dir`) and then raises one `SweepFailedError` naming every failed member, so a time-limit kill or an
+`scancel` is reported with its reason while the other members finish.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class CollectAllMixin:
                 "job_num": initial_job_idx + i,
                 "job_id": job.job_id,
                 "overrides": list(overrides),
-                "slurm_state": state,
+                "scheduler_state": state,
             }
             if state.split(" ")[0] in _NO_RESULT_STATES:
                 job._results_timeout_s = 2
@@ -121,7 +122,7 @@ class CollectAllMixin:
                 ret: JobReturn = job.results()[0]
             except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the job died outside Python
                 outcome = state.split(" ")[0] if state.split(" ")[0] in ("CANCELLED", "TIMEOUT") else "FAILED"
-                reason = f"ended in Slurm state {state} without a result; log: {job.paths.stderr}"
+                reason = f"ended in scheduler state {state} without a result; log: {job.paths.stderr}"
                 record.update(status=outcome, reason=reason)
                 log.error(f"\t#{record['job_num']} (job {job.job_id}) {outcome}: {reason}\n{error}")
             else:

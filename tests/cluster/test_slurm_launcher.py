@@ -53,14 +53,14 @@ def test_cancelled_and_timed_out_members_are_reported_without_hanging(
     assert len((Path(status[0]["run_dir"]) / "history.jsonl").read_text().splitlines()) == 3
     # Cancelled: Slurm says CANCELLED and the job wrote no result.
     assert status[1]["status"] == "CANCELLED"
-    assert status[1]["slurm_state"].startswith("CANCELLED")
+    assert status[1]["scheduler_state"].startswith("CANCELLED")
     assert "without a result" in status[1]["reason"]
     # Pre-timeout signal with max_num_timeout=0: submitit refuses the requeue inside the job; the run fails with that.
     assert status[2]["status"] == "TIMEOUT"
     assert status[2]["reason"] == "UncompletedJobError: Job not requeued because: timed-out too many times."
     # Signal ignored: Slurm kills the job at its limit, state TIMEOUT, no result.
     assert status[3]["status"] == "TIMEOUT"
-    assert status[3]["slurm_state"] == "TIMEOUT"
+    assert status[3]["scheduler_state"] == "TIMEOUT"
     job_ids = [status[i]["job_id"] for i in range(4)]
     states = slurm_cluster.sacct_states(job_ids)
     # #2 ends in its signal handler, normally long before the limit (COMPLETED); on a loaded machine Slurm's

@@ -115,7 +115,7 @@ def test_time_limit_and_cancelled_training_runs_are_reported_while_sibling_compl
     assert _summary(run_0)["status"] == "completed"
     _assert_full_history(read_history(run_0), batches=4)
     # Cancelled mid-training: no result, Slurm state CANCELLED.
-    assert status[1]["status"] == "CANCELLED" and status[1]["slurm_state"].startswith("CANCELLED")
+    assert status[1]["status"] == "CANCELLED" and status[1]["scheduler_state"].startswith("CANCELLED")
     assert "without a result" in status[1]["reason"]
     # Pre-timeout signal with max_num_timeout=0: the run checkpoints, then submitit refuses the requeue.
     assert status[2]["status"] == "TIMEOUT"
