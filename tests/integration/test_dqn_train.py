@@ -5,6 +5,11 @@ NTK-eviction buffer stays at its capacity."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -59,13 +64,17 @@ def _run(tmp_path, name: str, *extra: str):
     return d
 
 
+ICM4_EVICT = [*FULL_METRICS, "intervention=[icm,ntk_eviction]", "intervention.icm.beta=4"]
+ICM4_EVICT += ["intervention.ntk_eviction.capacity=200", "train.checkpoint_every=0.2"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dqn")
     return {
         "plain": _run(tmp, "plain", *FULL_METRICS),
         "icm0": _run(tmp, "icm0", *FULL_METRICS, "intervention=[icm]", "intervention.icm.beta=0"),
-        "icm4": _run(tmp, "icm4", *FULL_METRICS, "intervention=[icm]", "intervention.icm.beta=4"),
+        "icm4": _run(tmp, "icm4", *ICM4_EVICT),
     }
 
 
@@ -102,11 +111,31 @@ def test_icm_beta_zero_reproduces_the_plain_run_and_beta_four_changes_it(runs):
     assert last4["loss/td"] != plain[-1]["loss/td"]  # the TD targets saw the bonus
 
 
-def test_ntk_eviction_run_keeps_the_buffer_at_capacity(tmp_path):
-    d = _run(tmp_path, "evict", "intervention=[ntk_eviction]", "intervention.ntk_eviction.capacity=200")
-    recs = history(d)
+def test_ntk_eviction_run_keeps_the_buffer_at_capacity(runs):
+    recs = history(runs["icm4"])
     sizes = [r["dqn/replay_size"] for r in recs if "dqn/replay_size" in r]
     assert max(sizes) == 200 and sizes[-1] == 200
     last = recs[-1]
     assert last["ntk_eviction/evicted"] == 8  # one eviction per env step of the 8-step batch
     assert last["ntk_eviction/evicted_k_mean"] <= last["ntk_eviction/buffer_k_mean"]
+
+
+def test_sigterm_then_restart_resumes_exactly(runs, tmp_path):
+    """Interrupt a run (DQN + ICM + NTK eviction) with SIGTERM mid-way, restart it in the same dir: the history
+    equals the uninterrupted run's (replay, target network, ε, ICM and eviction state all restored)."""
+    d = tmp_path / "resumed"
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    cmd = [sys.executable, "-m", "repdyn.train", "train.progress=false", *TINY, *ICM4_EVICT, f"hydra.run.dir={d}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hist = d / "history.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if hist.exists() and len(hist.read_text().splitlines()) >= 3:  # past step 320 of 640
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.2)
+    proc.wait(timeout=300)
+    assert summary(d)["status"] == "interrupted", "the run ended before the signal; make it longer"
+    done = run_cli(*TINY, *ICM4_EVICT, f"hydra.run.dir={d}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert strip_perf(history(d)) == strip_perf(history(runs["icm4"]))
