@@ -92,7 +92,7 @@ class Cadence:
 
 
 class Run:
-    """One training run in ``run_dir``; ``execute()`` returns the final status string."""
+    """One training run in ``run_dir``: ``build()``, optionally ``load_state_dict()``, ``open_sinks()``, ``train()``."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
         self.cfg, self.run_dir, self.overrides = cfg, run_dir, overrides
