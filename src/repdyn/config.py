@@ -108,6 +108,7 @@ class TrainLoopConfig:
 @dataclass
 class DebugConfig:
     inject_nan_at_step: int | None = None  # test-only: poison the loss once env steps reach this value
+    stop_after_batches: int | None = None  # test-only: checkpoint and stop like a preemption after this many batches
 
 
 @dataclass

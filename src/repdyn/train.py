@@ -125,7 +125,9 @@ class Run:
         self.last_record: dict[str, Any] = {}
         self.tail: dict[str, list[float]] = {}  # values logged in the last 5% of the budget, for the summary
         self.wall_start = time.time()
+        self.wall_before = 0.0  # wall time of earlier segments of a resumed run
         self.wandb_id: str | None = None
+        self.interrupted = False  # stopped at a batch boundary with a checkpoint, to be resumed
 
     # --- build ---------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -178,6 +180,7 @@ class Run:
                 "episodes": self.episodes,
                 "tail": self.tail,
                 "last_record": self.last_record,
+                "wall_time": self.wall_time(),
             },
             "rng": ckpt.rng_state(),
             "env_transform": self.env.transform.state_dict(),
@@ -201,6 +204,7 @@ class Run:
         self.checkpoints.next = c["checkpoints"]
         self.probe_gen.set_state(c["probe_gen"])
         self.episodes, self.tail, self.last_record = c["episodes"], c["tail"], c["last_record"]
+        self.wall_before = c["wall_time"]
         self.env.transform.load_state_dict(state["env_transform"])
         exact = set_env_state(self.env, state["env_sim"])
         if exact and state["carrier"] is not None:
@@ -274,6 +278,10 @@ class Run:
             for k, v in record.items():
                 self.tail.setdefault(k, []).append(float(v))
 
+    def wall_time(self) -> float:
+        """Seconds spent in this run over all its segments (resumes included)."""
+        return self.wall_before + time.time() - self.wall_start
+
     # --- loop -----------------------------------------------------------------------------------------------
     def train(self, stop: _StopRequest) -> None:
         from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, update_rank_record
@@ -320,18 +328,20 @@ class Run:
                 record.update(self._episode_record())
                 elapsed = time.time() - t_start
                 record["perf/sps"] = (self.env_steps - steps_start) / max(elapsed, 1e-9)
-                record["perf/wall_time"] = time.time() - self.wall_start
+                record["perf/wall_time"] = self.wall_time()
                 record["perf/metrics_share"] = metric_time / max(elapsed, 1e-9)
                 self._log(record)
                 for k in due:
                     cad[k].advance(self.env_steps)
                 bar.set_postfix(sps=f"{record['perf/sps']:.0f}", ret=f"{record.get('env/return', float('nan')):.1f}")
             bar.update(batch.numel())
-            if self.checkpoints.due(self.env_steps) or stop.signum is not None:
+            planted_stop = cfg.debug.stop_after_batches is not None and self.batches >= cfg.debug.stop_after_batches
+            if self.checkpoints.due(self.env_steps) or stop.signum is not None or planted_stop:
                 keep = self.checkpoints.due(self.env_steps)
                 self.checkpoints.advance(self.env_steps)
                 self.save_checkpoint(keep=keep)
-                if stop.signum is not None:
+                if stop.signum is not None or planted_stop:
+                    self.interrupted = True
                     bar.close()
                     return
         bar.close()
@@ -345,7 +355,7 @@ class Run:
             "env_steps": self.env_steps,
             "total_frames": self.total,
             "batches": self.batches,
-            "wall_time": time.time() - self.wall_start,
+            "wall_time": self.wall_time(),
             "git_commit": _git_commit(),
             "overrides": self.overrides,
             "final": final,
@@ -406,8 +416,8 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     status, extra = "completed", {}
     try:
         r.train(stop)
-        if stop.signum is not None:
-            status, extra = "interrupted", {"signal": int(stop.signum)}
+        if r.interrupted:
+            status, extra = "interrupted", {"signal": int(stop.signum) if stop.signum is not None else None}
     except Diverged as e:
         status, extra = "diverged", {"diverged_at_step": r.env_steps, "diverged_key": e.key}
         log.error("run diverged at %d env steps: %s", r.env_steps, e)

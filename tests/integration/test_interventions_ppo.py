@@ -268,14 +268,15 @@ def test_resume_with_stateful_interventions_is_exact(compose, tmp_path):
     all travel through the checkpoint: 2 batches + resume to 3 equals 3 straight batches."""
     ivs = "intervention=[infer,reward_mask,shared_trunk,adam_reset]"
 
-    def cfg(batches: int):
-        c = compose([*BASE, ivs, f"train.total_frames={batches * BATCH}", "agent.epochs=1"])
+    def cfg(*extra: str):
+        c = compose([*BASE, ivs, f"train.total_frames={3 * BATCH}", "agent.epochs=1", *extra])
         validate(c)
         return c
 
-    assert run(cfg(3), tmp_path / "straight") == "completed"
-    assert run(cfg(2), tmp_path / "resumed") == "completed"
-    assert run(cfg(3), tmp_path / "resumed") == "completed"
+    assert run(cfg(), tmp_path / "straight") == "completed"
+    assert run(cfg("debug.stop_after_batches=2"), tmp_path / "resumed") == "interrupted"
+    assert history(tmp_path / "resumed")[-1]["step"] == 2 * BATCH
+    assert run(cfg(), tmp_path / "resumed") == "completed"
     a, b = history(tmp_path / "straight")[-1], history(tmp_path / "resumed")[-1]
     assert a["step"] == b["step"] == 3 * BATCH
     assert {k: v for k, v in a.items() if not k.startswith("perf/")} == {
