@@ -37,30 +37,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(1)
     import tempfile
 
-    from torchrl.collectors import Collector
-
-    from repdyn.agents import build_agent
-    from repdyn.bench.ppo import _compose
+    from repdyn.bench.ppo import _compose, build_pieces
     from repdyn.capacity import CapacityProbe
-    from repdyn.envs import make_env
-    from repdyn.envs.obs_norm import add_frozen_obs_norm
     from repdyn.interventions import Hooks
     from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, update_rank_record
 
     cfg = _compose([f"env={args.env}", "logger=none", "metrics=full"])
     e, m = cfg.env, cfg.metrics
-    torch.manual_seed(0)
-    env = make_env(e, 0)
-    if e.obs_norm:
-        add_frozen_obs_norm(env, e.obs_norm_steps)
-    agent = build_agent(cfg, env)
-    collector = Collector(
-        env,
-        agent.policy,
-        frames_per_batch=e.num_envs * e.frames_per_env,
-        total_frames=-1,
-        auto_register_policy_transforms=False,
-    )
+    env, agent, collector = build_pieces(cfg)
     it = iter(collector)
     hooks = Hooks([])
     batch = next(it)

@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +32,30 @@ def _compose(overrides: list[str]):
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=overrides)
+
+
+def build_pieces(cfg):
+    """(env with frozen obs-norm, agent, collector) exactly as ``repdyn.train`` builds them, seeded 0."""
+    from torchrl.collectors import Collector
+
+    from repdyn.agents import build_agent
+    from repdyn.envs import make_env
+    from repdyn.envs.obs_norm import add_frozen_obs_norm
+
+    e = cfg.env
+    torch.manual_seed(0)
+    env = make_env(e, 0)
+    if e.obs_norm:
+        add_frozen_obs_norm(env, e.obs_norm_steps)
+    agent = build_agent(cfg, env)
+    collector = Collector(
+        env,
+        agent.policy,
+        frames_per_batch=e.num_envs * e.frames_per_env,
+        total_frames=-1,
+        auto_register_policy_transforms=False,
+    )
+    return env, agent, collector
 
 
 def raw_env_rate(env_id: str, num_envs: int, steps: int) -> float:
@@ -89,11 +112,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--e2e-frames", type=int, default=2048 * 4, help="frames of the end-to-end run")
     args = parser.parse_args(list(argv or []))
     torch.set_num_threads(1)
-    from torchrl.collectors import Collector
-
-    from repdyn.agents import build_agent
-    from repdyn.envs import make_env
-    from repdyn.envs.obs_norm import add_frozen_obs_norm
     from repdyn.interventions import Hooks
     from repdyn.train import run
 
@@ -103,14 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     res: dict[str, float] = {}
     res["raw_env_fps"] = raw_env_rate(e.id, e.num_envs, 3000)
 
-    torch.manual_seed(0)
-    env = make_env(e, 0)
-    if e.obs_norm:
-        add_frozen_obs_norm(env, e.obs_norm_steps)
-    agent = build_agent(cfg, env)
-    collector = Collector(
-        env, agent.policy, frames_per_batch=batch_frames, total_frames=-1, auto_register_policy_transforms=False
-    )
+    env, agent, collector = build_pieces(cfg)
     it = iter(collector)
     batch = next(it)  # warm-up
     t = time.perf_counter()
