@@ -69,7 +69,8 @@ class CapacityProbe:
     def probe(self, agent: Any, step: int) -> dict[str, float]:
         """Fit a copy of each of ``agent``'s networks to the target's; returns ``capacity/<net>/loss``.
 
-        The minibatch order is seeded by (run seed, ``step``, network), so the offline CLI reproduces in-training values."""
+        The minibatch order is seeded by (run seed, ``step``, network), so the offline CLI reproduces in-training
+        values."""
         a = self.cfg.agent
         epochs = self.cfg.metrics.capacity_epochs or self.cfg.env.capacity_epochs
         out = {}

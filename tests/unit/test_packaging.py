@@ -21,9 +21,7 @@ def _pins(lines: list[str]) -> dict[str, str]:
 
 def test_every_file_the_dockerfile_copies_exists():
     copies = [
-        line.split()[1:-1]
-        for line in (REPO_ROOT / "Dockerfile").read_text().splitlines()
-        if line.startswith("COPY ")
+        line.split()[1:-1] for line in (REPO_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")
     ]
     sources = [src for group in copies for src in group]
     assert "pyproject.toml" in sources and "src" in sources

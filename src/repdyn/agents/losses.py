@@ -8,7 +8,7 @@ import torch
 def ppo_clip_objective(
     log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage: torch.Tensor, clip_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample PPO-Clip surrogate L = min(r·A, clip(r, 1−ε, 1+ε)·A) with r = exp(log π_θ − log π_old).
+    """Per-sample PPO-Clip surrogate L = min(r·A, clip(r, 1−ε, 1+ε)·A), r = exp(log π_θ − log π_old).
 
     Returns ``(objective, ratio)``; the loss to minimise is ``-objective.mean()``. ``ratio`` is returned so the trust-region
     statistics of SPEC §2 see every sample of the optimisation phase without recomputation.

@@ -10,7 +10,7 @@ Every network here follows one contract so metrics and interventions never need 
   pre-activation used by PFO (SPEC §6), ``torch.cat(preacts, -1)`` the all-layer vector used by ``pfo_all``.
 """
 
-from repdyn.models.mlp import MLP, activation_module
 from repdyn.models.cnn import NatureCNN
+from repdyn.models.mlp import MLP, activation_module
 
 __all__ = ["MLP", "NatureCNN", "activation_module"]

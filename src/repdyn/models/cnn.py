@@ -11,7 +11,8 @@ from repdyn.models.mlp import activation_module
 class NatureCNN(nn.Module):
     """Conv 32×8×8/4 → 64×4×4/2 → 64×3×3/1 → linear 512 → head, same output contract as :class:`MLP`.
 
-    Inputs are uint8 or float frames ``[..., C, 84, 84]``; uint8 is scaled by 1/255 here (no obs normalisation, SPEC §7).
+    Inputs are uint8 or float frames ``[..., C, 84, 84]``; uint8 is scaled by 1/255 here (no obs normalisation,
+    SPEC §7).
     ``preacts`` holds the pre-activations of the three conv layers (flattened) and of the 512 layer (the penultimate).
     """
 
