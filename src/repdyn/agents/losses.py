@@ -10,8 +10,8 @@ def ppo_clip_objective(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample PPO-Clip surrogate L = min(r·A, clip(r, 1−ε, 1+ε)·A), r = exp(log π_θ − log π_old).
 
-    Returns ``(objective, ratio)``; the loss to minimise is ``-objective.mean()``. ``ratio`` is returned so the trust-region
-    statistics of SPEC §2 see every sample of the optimisation phase without recomputation.
+    Returns ``(objective, ratio)``; the loss to minimise is ``-objective.mean()``. ``ratio`` is returned so the
+    trust-region statistics of SPEC §2 see every sample of the optimisation phase without recomputation.
     """
     ratio = torch.exp(log_prob - old_log_prob)
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
