@@ -14,7 +14,9 @@ def add_frozen_obs_norm(env: TransformedEnv, steps: int) -> ObservationNorm:
     n_envs = max(1, env.batch_size.numel())
     rollout = env.rollout(max(1, steps // n_envs), break_when_any_done=False)
     obs = rollout["observation"].reshape(-1, rollout["observation"].shape[-1]).float()
-    norm = ObservationNorm(loc=obs.mean(0), scale=obs.std(0).clamp_min(1e-6), in_keys=["observation"], standard_normal=True)
+    norm = ObservationNorm(
+        loc=obs.mean(0), scale=obs.std(0).clamp_min(1e-6), in_keys=["observation"], standard_normal=True
+    )
     env.append_transform(norm)
     env.reset()
     return norm
