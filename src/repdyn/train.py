@@ -437,7 +437,6 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> str:
-    logging.getLogger("torchrl").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message="Nested TransformedEnvs")
     hc = HydraConfig.get()
     try:
