@@ -189,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--update-steps", type=int, default=6, help="timed bare minibatch steps")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (medians are printed)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the children (0: PyTorch's default)")
+    parser.add_argument("--ppo-epochs", type=int, default=4, help="epochs of the timed PPO-agent update (0: skip)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("steps", "batches", "update_steps", "repeats"):
@@ -224,6 +225,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             f"  per 1024-step batch, OMP {policy:<7}: collection {collect_s:5.2f} s, bare-update epoch {epoch_s:5.2f} s"
             f" → with 4 epochs the bare update is {4 * epoch_s / (collect_s + 4 * epoch_s):.0%} of wall time"
         )
+    if args.ppo_epochs > 0:  # the real agent: its update per minibatch vs the bare step, and its share of wall time
+        from repdyn.bench.dqn import bench_ppo_atari
+
+        ppo = bench_ppo_atari(args.game, args.batches, args.ppo_epochs)
+        res.update({f"ppo_{k}": v for k, v in ppo.items()})
+        upd, bare, coll = ppo["ppo_update_s_per_minibatch"], ppo["bare_s_per_minibatch"], ppo["ppo_collect_s_per_batch"]
+        print(
+            f"  PPO agent update per 256-minibatch {upd * 1e3:.0f} ms = {upd / bare:.2f}× the bare actor+critic step "
+            f"({bare * 1e3:.0f} ms, same run; target ≤ 1.10×)"
+        )
+        for epochs in (4, 6, 8):
+            u = epochs * ppo["minibatches_per_epoch"] * upd
+            print(
+                f"  update share of wall time at {epochs} epochs: {u / (u + coll):.0%} (collection {coll:.2f} s/batch)"
+            )
     return res
 
 
