@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 
-from repdyn.metrics.norms import feature_drift
+from repdyn.metrics.norms import feature_drift, policy_variance, value_stats
 from repdyn.metrics.representation import representation_metrics
 
 
@@ -22,24 +22,50 @@ def _split(preacts_all: torch.Tensor, preact: torch.Tensor) -> tuple[torch.Tenso
     return (preacts_all[..., :-d], preact) if preacts_all.shape[-1] > d else (preact,)
 
 
+def shared_trunk(agent: Any) -> bool:
+    """True when every network is a head on one shared trunk (``intervention=[shared_trunk]``)."""
+    trunks = {id(getattr(getattr(m, "body", None), "trunk", None)) for m in agent.networks.values()}
+    return len(agent.networks) > 1 and len(trunks) == 1 and id(None) not in trunks
+
+
 @torch.no_grad()
 def batch_metrics(batch: TensorDict, agent: Any, mcfg: Any, phase: str) -> tuple[dict[str, float], dict]:
-    """Metrics for ``phase`` in {"start", "end"}; returns (log record, per-network outputs for the diff)."""
+    """Metrics for ``phase`` in {"start", "end"}; returns (log record, per-network outputs for the diff).
+
+    With a shared trunk the representation metrics are the trunk's, logged once under ``trunk`` (SPEC §1); the actor
+    and critic then keep only their head statistics (policy variance, value mean/std)."""
     flat = batch.reshape(-1)
     obs = flat["observation"]
+    shared = shared_trunk(agent)
     record, outs = {}, {}
     for net, module in agent.networks.items():
         outs[net] = agent.rollout_outputs(flat, net) if phase == "start" else module(obs)
         features, preact, preacts_all = outs[net][-3:]
+        kwargs = agent.metric_kwargs(net, outs[net])
+        if shared:
+            if "values" in kwargs:
+                values = value_stats(kwargs["values"])
+            else:
+                values = {
+                    "policy_variance": policy_variance(
+                        kwargs["policy"], kwargs["policy_kind"], from_logits=kwargs.get("from_logits", False)
+                    )
+                }
+            record.update({f"batch_{phase}/{net}/{k}": v for k, v in values.items()})
+            if net != next(iter(agent.networks)):
+                continue
+            net, kwargs = "trunk", {}
         values = representation_metrics(
             features.flatten(1) if features.ndim > 2 else features,
             _split(preacts_all, preact),
             agent.cfg.model.activation,
             delta=mcfg.delta,
             tau=mcfg.dormant_tau,
-            **agent.metric_kwargs(net, outs[net]),
+            **kwargs,
         )
         record.update({f"batch_{phase}/{net}/{k}": v for k, v in values.items()})
+    if shared:
+        outs = {"trunk": next(iter(outs.values()))}
     return record, outs
 
 

@@ -146,3 +146,17 @@ def test_secrets_never_written(tmp_path):
     assert any("wandb" in str(p) for p in files)
     for p in files:
         assert secret.encode() not in p.read_bytes(), p
+
+
+def test_shared_trunk_representation_logged_once_under_trunk(tmp_path):
+    d = tmp_path / "run"
+    proc = run_cli(
+        *BASE, "train.total_frames=1024", "agent.epochs=1", "intervention=[shared_trunk]", f"hydra.run.dir={d}"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = history(d)[-1]
+    for phase in ("start", "end"):
+        assert 1 <= last[f"batch_{phase}/trunk/approx_rank"] <= 64
+        assert f"batch_{phase}/actor/approx_rank" not in last and f"batch_{phase}/critic/approx_rank" not in last
+        assert last[f"batch_{phase}/actor/policy_variance"] >= 0 and last[f"batch_{phase}/critic/value_std"] >= 0
+    assert "batch_diff/trunk/feature_drift_l2" in last and "batch_diff/actor/feature_drift_l2" not in last
