@@ -200,6 +200,11 @@ def compute_tables(runset: RunSet, opts: ReportOptions) -> AnalysisTables:
             low.insert(0, "run", run_id)
             win_parts.append(low)
     final = pd.DataFrame(rows)
+    for p in list(final_panels):
+        if not np.isfinite(final[p.key].to_numpy(dtype=float)).any():
+            why = f"≥ {opts.excess_min_count} non-trivial ratios in a window" if p.key == EXCESS_KEY else "a value"
+            notes.append(f"final values: no run has {why} in its last {opts.last_frac:.0%} for {p.key!r}; skipped")
+            final_panels.remove(p)
     windows = pd.concat(win_parts, ignore_index=True) if win_parts else pd.DataFrame()
     correlations = {}
     if not windows.empty:
