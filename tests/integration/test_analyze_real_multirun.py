@@ -38,7 +38,9 @@ def report(tmp_path_factory):
         text=True,
         timeout=600,
     )
+    # exit 0 also means: when Chromium is installed, the page rendered with no console error and no broken image
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "analyze_stdout.txt").write_text(proc.stdout)
     return out
 
 
@@ -74,6 +76,8 @@ def test_aggregated_table_has_the_four_runs_in_two_groups(report):
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="no chromium (CI installs it: launch/install_chromium.sh)")
-def test_report_screenshot_rendered(report):
+def test_report_screenshot_rendered_without_console_errors(report):
+    stdout = (report / "analyze_stdout.txt").read_text()
+    assert f"rendered:  {report / 'report.png'} (ok)" in stdout, stdout
     with Image.open(report / "report.png") as im:
         assert im.size[0] >= 1000 and len(set(im.convert("L").getdata())) > 10
