@@ -22,6 +22,15 @@ def _split(preacts_all: torch.Tensor, preact: torch.Tensor) -> tuple[torch.Tenso
     return (preacts_all[..., :-d], preact) if preacts_all.shape[-1] > d else (preact,)
 
 
+def representation_batch(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> TensorDict:
+    """The states the representation metrics see: the collected batch for on-policy agents (seed 002 App. B), or the
+    agent's own sample when it has one (DQN: ``metrics.replay_samples`` replay states, as Lyle et al. 2022 measure
+    feature rank on replay; its collected batch is only a few env steps). Drawn before the update, reused after it."""
+    if hasattr(agent, "representation_data"):
+        return agent.representation_data(batch, mcfg.replay_samples, generator)
+    return batch
+
+
 def shared_trunk(agent: Any) -> bool:
     """True when every network is a head on one shared trunk (``intervention=[shared_trunk]``)."""
     trunks = {id(getattr(getattr(m, "body", None), "trunk", None)) for m in agent.networks.values()}

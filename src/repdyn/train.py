@@ -284,7 +284,7 @@ class Run:
 
     # --- loop -----------------------------------------------------------------------------------------------
     def train(self, stop: _StopRequest) -> None:
-        from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, update_rank_record
+        from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, representation_batch, update_rank_record
 
         cfg, mcfg, cad = self.cfg, self.cfg.metrics, self.cadences
         bar = tqdm(
@@ -305,7 +305,8 @@ class Run:
             due = {k for k, c in cad.items() if c.due(self.env_steps)}
             t0 = time.time()
             if "representation" in due:
-                start, start_outs = batch_metrics(batch, self.agent, mcfg, "start")
+                rep_batch = representation_batch(batch, self.agent, mcfg, self.probe_gen)
+                start, start_outs = batch_metrics(rep_batch, self.agent, mcfg, "start")
                 record.update(start)
             metric_time += time.time() - t0
             result = self.agent.update(batch, self.env_steps, self.hooks)
@@ -315,7 +316,7 @@ class Run:
                 t0 = time.time()
                 record.update(result.scalars)
                 if "representation" in due:
-                    end, end_outs = batch_metrics(batch, self.agent, mcfg, "end")
+                    end, end_outs = batch_metrics(rep_batch, self.agent, mcfg, "end")
                     record.update(end)
                     record.update(drift_metrics(start_outs, end_outs))
                 if "capacity" in due:

@@ -149,6 +149,32 @@ def test_metric_views(make_agent):
     assert model is agent.qnet and output_fn.kind == "max"
 
 
+def test_representation_metrics_run_on_replay_samples_not_the_few_collected_steps(make_agent):
+    from repdyn.metrics.representation import representation_metrics
+    from repdyn.monitor import batch_metrics, representation_batch
+
+    agent = make_agent()
+    mcfg = agent.cfg.metrics
+    mcfg.replay_samples = 40
+    replay = _transitions(100)
+    agent.process_batch(replay)
+    collected = _transitions(4, seed=7)  # a DQN batch: a few env steps, rank ≤ 4 whatever the network
+    rep = representation_batch(collected, agent, mcfg, torch.Generator().manual_seed(0))
+    assert rep.shape == (40,)
+    # the 40 states are distinct replay observations
+    match = (rep["observation"][:, None] == replay["observation"][None]).all(-1)
+    assert (match.sum(1) == 1).all() and match.any(0).sum() == 40
+    record, _ = batch_metrics(rep, agent, mcfg, "start")
+    with torch.no_grad():
+        q, features, preact, preacts_all = agent.qnet(rep["observation"])
+    expected = representation_metrics(
+        features, (preacts_all[:, :-64], preact), agent.cfg.model.activation, delta=mcfg.delta, tau=mcfg.dormant_tau,
+        values=q.max(-1).values,
+    )  # fmt: skip
+    assert record["batch_start/qnet/feature_rank"] == expected["feature_rank"] > 4
+    assert record["batch_start/qnet/value_mean"] == pytest.approx(expected["value_mean"])
+
+
 def test_checkpoint_round_trip_restores_networks_target_optimizer_and_replay(make_agent):
     a = make_agent("agent.learning_starts=8", "agent.minibatch_size=8")
     for i in range(4):

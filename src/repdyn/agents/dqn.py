@@ -21,9 +21,9 @@ the Nature CNN; kept for its target-network handling, double DQN and value estim
 
 Choices: ε is set from the closed-form linear schedule at each batch (``EGreedyModule.step(frames)`` loops once per
 frame); torchrl's ``HardUpdate`` copies on every (interval + 1)-th call of ``step()``, so it gets ``interval − 1``
-and ``target_update_interval`` means what it says (tested). The representation metrics read the collector's stored
-``("qnet", "features" | "preact" | "preacts_all")`` and ``action_value``; the eNTK (SPEC §4) and the update-rank matrix
-(SPEC §5) run on replay samples (seed 000 §3.3: "1000 data points from the replay buffer"), see
+and ``target_update_interval`` means what it says (tested). The representation metrics (SPEC §1) run on
+``metrics.replay_samples`` replay states (:meth:`DQNAgent.representation_data`), the eNTK (SPEC §4) and the update-rank
+matrix (SPEC §5) on replay samples too (seed 000 §3.3: "1000 data points from the replay buffer"), see
 :meth:`DQNAgent.probe_data`.
 """
 
@@ -205,24 +205,29 @@ class DQNAgent:
 
     # --- metric views (used by repdyn.monitor) ---------------------------------------------------------------
     def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
-        """The collector's stored Q-values and representations of ``qnet`` (no recomputation)."""
+        """The collector's stored Q-values and representations of ``qnet`` (no recomputation); replay samples do not
+        store them (see ``REPLAY_KEYS``), so those get one forward pass under the current (pre-update) network."""
+        if (net, "features") not in flat.keys(include_nested=True):
+            return self.networks[net](flat["observation"])
         return (flat["action_value"], flat[net, "features"], flat[net, "preact"], flat[net, "preacts_all"])
 
     def metric_kwargs(self, net: str, outs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
         """``value_mean``/``value_std`` of V(s) = max_a Q(s, a)."""
         return {"values": outs[0].max(-1).values}
 
-    def probe_data(self, batch: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
-        """``n`` transitions drawn uniformly without replacement from the replay buffer (all if fewer), with their
-        TD targets as ``value_target`` (the y of kernel alignment): the eNTK / update-rank sample of seed 000 §3.3.
-        ``batch`` is unused (the collected batch is only a few env steps for DQN)."""
+    def representation_data(self, batch: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
+        """``n`` replay transitions drawn uniformly without replacement (all if fewer; the collected batch while the
+        buffer is empty): the sample of the representation metrics, as Lyle et al. 2022 measure feature rank on
+        replay; the collected batch is only a few env steps for DQN."""
         size = len(self.buffer)
         if size == 0:
-            flat = batch.select(*REPLAY_KEYS).reshape(-1)
-        else:
-            idx = torch.randperm(size, generator=generator)[:n]
-            flat = self.buffer.storage.get(idx)
-        flat = flat.clone()
+            return batch.select(*REPLAY_KEYS).reshape(-1)
+        return self.buffer.storage.get(torch.randperm(size, generator=generator)[:n])
+
+    def probe_data(self, batch: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
+        """:meth:`representation_data` with the TD targets as ``value_target`` (the y of kernel alignment): the eNTK /
+        update-rank sample of seed 000 §3.3 ("1000 data points from the replay buffer")."""
+        flat = self.representation_data(batch, n, generator).clone()
         flat.set("value_target", self.td_targets(flat).unsqueeze(-1))
         return flat
 

@@ -19,6 +19,7 @@ class MetricsConfig:
     every: float = 0.001  # fraction of the budget between representation log points
     delta: float = 0.01  # rank threshold δ
     dormant_tau: float = 0.025  # τ of τ-dormant units (Sokar et al. 2023)
+    replay_samples: int = 1000  # replay-based agents (DQN): representation metrics on this many replay states
     capacity: bool = True  # SPEC §3 capacity loss
     capacity_every: float = 0.025
     capacity_samples: int | None = None  # None → env family default (ALE 36,000, MuJoCo 4,000)
@@ -51,7 +52,7 @@ class MetricsConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"metrics.{name} must be >= 1 or null (family default), got {v!r}")
-        for name in ("ntk_samples", "update_rank_k", "update_rank_probe"):
+        for name in ("replay_samples", "ntk_samples", "update_rank_k", "update_rank_probe"):
             if getattr(self, name) < 1:
                 raise ValueError(f"metrics.{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("ntk_q_reduction", "update_rank_q_reduction"):
