@@ -76,6 +76,8 @@ class DQNConfig:
     eps_end: float = 0.1
     eps_frames: int = 12_000  # env steps of linear ε annealing
     checkpoint_replay: bool = True  # put the replay buffer into checkpoints (exact resume)
+    replay_storage: str = "memory"  # memory (LazyTensorStorage) | memmap (LazyMemmapStorage, on disk)
+    replay_dir: str | None = None  # memmap files; None → <run dir>/replay
 
 
 @dataclass
@@ -234,6 +236,11 @@ def _validate_dqn(cfg: DictConfig) -> None:
     )
     _check(agent.learning_starts >= 0, "agent.learning_starts", f"must be ≥ 0, got {agent.learning_starts}")
     _check(agent.replay_ratio > 0, "agent.replay_ratio", f"must be > 0, got {agent.replay_ratio}")
+    _check(
+        agent.replay_storage in ("memory", "memmap"),
+        "agent.replay_storage",
+        f"must be 'memory' or 'memmap', got {agent.replay_storage!r}",
+    )
     _check(agent.loss in ("huber", "l2"), "agent.loss", f"must be 'huber' or 'l2', got {agent.loss!r}")
     _check(
         agent.target_update in ("hard", "soft"),

@@ -144,6 +144,8 @@ class Run:
         self.env = make_env(cfg.env, cfg.seed)
         if cfg.env.obs_norm:
             add_frozen_obs_norm(self.env, cfg.env.obs_norm_steps)
+        if cfg.agent.name == "dqn" and cfg.agent.replay_storage == "memmap" and cfg.agent.replay_dir is None:
+            cfg.agent.replay_dir = str(self.run_dir / "replay")
         self.agent = build_agent(cfg, self.env)
         self.hooks = Hooks.from_config(cfg)
         self.hooks.on_agent_built(self.agent)
@@ -446,7 +448,11 @@ def _hydra_main(cfg: DictConfig) -> str:
     except ConfigError as e:
         print(f"repdyn: config error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    status = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+    try:
+        status = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+    except ConfigError as e:  # found while building (e.g. a replay buffer larger than the machine's RAM)
+        print(f"repdyn: config error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     print(f"repdyn: run {status}; outputs in {hc.runtime.output_dir}", flush=True)
     if status == "diverged" and hc.mode != RunMode.MULTIRUN:
         sys.exit(EXIT_DIVERGED)  # in a multirun the status is in summary.json and the sweep continues

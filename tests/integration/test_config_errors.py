@@ -50,3 +50,17 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
     # the same config (a presentation key aside) resumes: the finished run stays finished, history unchanged
     assert run_cli(*base, "train.total_frames=512", "train.threads=2").returncode == 0
     assert (run_dir / "history.jsonl").read_text() == before
+
+
+def test_replay_larger_than_memory_fails_before_any_compute(tmp_path):
+    """1e8 Atari transitions (56,480 B each, 5.6 TB) cannot fit anywhere: one message naming the key and
+    the way out, before the first env step, instead of an out-of-memory kill hours into the run."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "agent=dqn_atari", "env=atari/phoenix", "model=cnn", "env.num_envs=1", "env.frames_per_env=4",
+        "train.total_frames=64", "agent.buffer_size=100000000", f"hydra.run.dir={run_dir}", timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "agent.buffer_size=100000000 needs 5648.0 GB of RAM" in proc.stderr, proc.stderr[-2000:]
+    assert "agent.replay_storage=memmap" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (run_dir / "history.jsonl").exists() and not (run_dir / "checkpoints").exists()

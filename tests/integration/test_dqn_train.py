@@ -75,6 +75,7 @@ def runs(tmp_path_factory):
         "plain": _run(tmp, "plain", *FULL_METRICS),
         "icm0": _run(tmp, "icm0", *FULL_METRICS, "intervention=[icm]", "intervention.icm.beta=0"),
         "icm4": _run(tmp, "icm4", *ICM4_EVICT),
+        "memmap": _run(tmp, "memmap", *FULL_METRICS, "agent.replay_storage=memmap"),
     }
 
 
@@ -97,6 +98,13 @@ def test_tiny_dqn_run_writes_a_complete_history(runs):
     s = summary(d)
     assert s["status"] == "completed" and s["env_steps"] == 640
     assert (d / "checkpoints" / "last.pt").exists() and (d / "config.yaml").exists()
+
+
+def test_memmap_replay_reproduces_the_in_memory_run(runs):
+    """agent.replay_storage=memmap keeps the replay on disk under <run dir>/replay; same samples, same run."""
+    assert strip_perf(history(runs["memmap"])) == strip_perf(history(runs["plain"]))
+    files = list((runs["memmap"] / "replay").rglob("*.memmap"))
+    assert files and sum(f.stat().st_size for f in files) >= 640 * 2 * 6 * 4  # 640 transitions, obs + next obs
 
 
 def test_icm_beta_zero_reproduces_the_plain_run_and_beta_four_changes_it(runs):

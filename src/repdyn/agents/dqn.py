@@ -29,6 +29,7 @@ matrix (SPEC §5) on replay samples too (seed 000 §3.3: "1000 data points from 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,13 +37,14 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torch.func import functional_call
-from torchrl.data import Categorical, LazyTensorStorage, ReplayBuffer
+from torchrl.data import Categorical, ReplayBuffer
 from torchrl.data.replay_buffers.writers import RoundRobinWriter, Writer
 from torchrl.modules import EGreedyModule, QValueModule
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate
 
 from repdyn.agents.networks import CriticNet, build_body, rep_keys
 from repdyn.agents.ppo import Diverged, UpdateResult
+from repdyn.agents.replay_memory import check_replay_fits, make_storage, transition_bytes
 from repdyn.metrics.ntk import q_reduction
 
 # What a transition needs for TD(0) (and ICM / NTK eviction): nothing else is copied into the replay buffer.
@@ -101,6 +103,14 @@ class DQNAgent:
             "qnet": torch.optim.Adam(self.qnet.parameters(), lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps)
         }
         self.networks: dict[str, nn.Module] = {"qnet": self.qnet}
+        self.replay_dir = Path(a.replay_dir) if a.replay_dir is not None else None
+        obs_spec = env.observation_spec["observation"]
+        check_replay_fits(
+            a.buffer_size,
+            transition_bytes(obs_shape, obs_spec.dtype.itemsize),
+            a.replay_storage,
+            self.replay_dir or Path.cwd(),
+        )
         self.buffer = self.make_replay(a.buffer_size)
         self.grad_credit = 0.0
         self.grad_steps = 0
@@ -111,7 +121,7 @@ class DQNAgent:
     def make_replay(self, capacity: int, writer: Writer | None = None) -> ReplayBuffer:
         """Uniform replay of ``capacity`` transitions; ``writer`` decides the slot of each new one (FIFO default)."""
         return ReplayBuffer(
-            storage=LazyTensorStorage(capacity),
+            storage=make_storage(capacity, self.acfg.replay_storage, self.replay_dir),
             writer=writer if writer is not None else RoundRobinWriter(),
             batch_size=self.acfg.minibatch_size,
         )

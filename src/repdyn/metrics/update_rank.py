@@ -57,27 +57,28 @@ def update_rank(A: Tensor, threshold: float = 0.1) -> int:
 
 
 def _adam(theta: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any], decoupled: bool) -> Tensor:
-    """torch.optim.Adam / AdamW single-tensor update, applied to a stack of gradients ``g`` ``[c, *theta.shape]``."""
+    """torch.optim.Adam / AdamW single-tensor update, applied to a stack of gradients ``g`` ``[c, *theta.shape]``.
+
+    Same operations in the same order as ``torch.optim.adam._single_tensor_adam`` (lerp, mul + addcmul, sqrt / bias
+    correction + eps, addcdiv), so each row equals a real ``optimizer.step()``; the state terms (β₂ v, decayed θ) are
+    computed once unstacked and broadcast, and ``g`` (ours, fresh from vmap) is reused in place."""
     lr, (b1, b2), eps, wd = float(group["lr"]), group["betas"], group["eps"], group["weight_decay"]
     if group.get("maximize", False):
-        g = -g
-    theta = theta.expand_as(g)
+        g = g.neg_()
     if wd != 0:
         if decoupled:
             theta = theta * (1 - lr * wd)
         else:
-            g = g + wd * theta
+            g = g.add_(theta, alpha=wd)
     t = float(state["step"]) + 1 if "step" in state else 1.0
-    m = state.get("exp_avg")
-    v = state.get("exp_avg_sq")
-    m = (1 - b1) * g if m is None else torch.lerp(m.expand_as(g), g, 1 - b1)
-    v = (1 - b2) * g * g if v is None else v * b2 + (1 - b2) * g * g
-    if group.get("amsgrad", False):
-        v_max = state.get("max_exp_avg_sq")
-        v = v if v_max is None else torch.maximum(v_max, v)
+    m_old, v_old = state.get("exp_avg"), state.get("exp_avg_sq")
+    m = g * (1 - b1) if m_old is None else torch.lerp(m_old.expand_as(g), g, 1 - b1)
+    v = torch.addcmul(torch.zeros_like(theta) if v_old is None else v_old * b2, g, g, value=1 - b2)
+    if group.get("amsgrad", False) and state.get("max_exp_avg_sq") is not None:
+        v = torch.maximum(state["max_exp_avg_sq"], v)
     step_size = lr / (1 - b1**t)
-    denom = v.sqrt() / math.sqrt(1 - b2**t) + eps
-    return theta - step_size * m / denom
+    denom = v.sqrt_().div_(math.sqrt(1 - b2**t)).add_(eps)
+    return torch.addcdiv(theta, m, denom, value=-step_size)
 
 
 def _sgd(theta: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]) -> Tensor:

@@ -1,0 +1,88 @@
+"""Replay storage for DQN: in RAM (torchrl ``LazyTensorStorage``) or memory-mapped on disk (``LazyMemmapStorage``),
+with a size check before any compute.
+
+Both storages allocate lazily on the first write and fill page by page, so an oversized buffer would only fail hours
+into a run (the ALE default of 1M transitions × observation + next observation of 4×84×84 uint8 is ~56 GB). The check
+compares the buffer's full size with what the machine (or the Slurm allocation) offers and stops with one message
+naming the keys to change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage
+
+from repdyn.config import ConfigError
+
+__all__ = ["available_ram_bytes", "check_replay_fits", "make_storage", "transition_bytes"]
+
+# Bookkeeping per transition besides the observations: action (int64), reward (float32), done/terminated (bool), and
+# the tensordict index; generous, it is noise next to any observation.
+_SCALARS_BYTES = 32
+
+
+def transition_bytes(obs_shape: tuple[int, ...], obs_itemsize: int) -> int:
+    """Bytes one stored transition takes: observation + next observation + scalars."""
+    numel = 1
+    for d in obs_shape:
+        numel *= d
+    return 2 * numel * obs_itemsize + _SCALARS_BYTES
+
+
+def available_ram_bytes(environ: Mapping[str, str] = os.environ, meminfo: str = "/proc/meminfo") -> int | None:
+    """RAM this process may still use: ``MemAvailable`` of the machine, capped by the Slurm job's allocation
+    (``SLURM_MEM_PER_NODE``, or ``SLURM_MEM_PER_CPU`` × ``SLURM_CPUS_ON_NODE``, in MB); None when unknown."""
+    limits = []
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    if environ.get("SLURM_MEM_PER_NODE", "").isdigit():
+        limits.append(int(environ["SLURM_MEM_PER_NODE"]) * 2**20)
+    elif environ.get("SLURM_MEM_PER_CPU", "").isdigit() and environ.get("SLURM_CPUS_ON_NODE", "").isdigit():
+        limits.append(int(environ["SLURM_MEM_PER_CPU"]) * int(environ["SLURM_CPUS_ON_NODE"]) * 2**20)
+    return min(limits) if limits else None
+
+
+def check_replay_fits(
+    capacity: int, per_transition: int, storage: str, replay_dir: Path, ram: int | None = None
+) -> None:
+    """Raise :class:`ConfigError` when ``capacity`` transitions cannot fit: in RAM for ``storage="memory"``
+    (``ram`` defaults to :func:`available_ram_bytes`), on the disk holding ``replay_dir`` for ``"memmap"``."""
+    need = capacity * per_transition
+    gb = 1e9
+    if storage == "memory":
+        ram = available_ram_bytes() if ram is None else ram
+        if ram is not None and need > ram:
+            raise ConfigError(
+                f"agent.buffer_size={capacity} needs {need / gb:.1f} GB of RAM for the replay ({per_transition} bytes "
+                f"per transition) but {ram / gb:.1f} GB is available; lower agent.buffer_size or use "
+                f"agent.replay_storage=memmap (disk-backed, under agent.replay_dir)"
+            )
+        return
+    probe = replay_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise ConfigError(
+            f"agent.buffer_size={capacity} needs {need / gb:.1f} GB of disk for the memmap replay in {replay_dir} "
+            f"but {free / gb:.1f} GB is free; lower agent.buffer_size or point agent.replay_dir at a larger disk"
+        )
+
+
+def make_storage(capacity: int, storage: str, replay_dir: Path | None) -> LazyTensorStorage | LazyMemmapStorage:
+    """The torchrl storage for ``agent.replay_storage``; memmap files go to ``replay_dir`` (reused on resume: the
+    replay of an ALE run is not checkpointed, so a resumed run refills it from empty)."""
+    if storage == "memory":
+        return LazyTensorStorage(capacity)
+    if replay_dir is None:
+        raise ValueError("agent.replay_storage=memmap needs a replay_dir")
+    replay_dir.mkdir(parents=True, exist_ok=True)
+    return LazyMemmapStorage(capacity, scratch_dir=str(replay_dir), existsok=True)

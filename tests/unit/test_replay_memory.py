@@ -1,0 +1,50 @@
+"""DQN replay storage (src/repdyn/agents/replay_memory.py): the size check against RAM / Slurm allocation / disk,
+and the memmap storage holding exactly what was inserted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repdyn.agents.replay_memory import available_ram_bytes, check_replay_fits, transition_bytes
+from repdyn.config import ConfigError
+from tests.unit.test_dqn import _transitions, make_agent  # noqa: F401  (fixture)
+
+ATARI_OBS = (4, 84, 84)
+
+
+def test_transition_bytes_counts_both_observations():
+    assert transition_bytes(ATARI_OBS, 1) == 2 * 4 * 84 * 84 + 32  # 56,480 B: 1M transitions ≈ 56 GB
+    assert transition_bytes((6,), 4) == 2 * 6 * 4 + 32
+
+
+def test_available_ram_is_capped_by_the_slurm_allocation(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 25000000 kB\nMemAvailable: 20000000 kB\n")
+    assert available_ram_bytes({}, str(meminfo)) == 20_000_000 * 1024
+    assert available_ram_bytes({"SLURM_MEM_PER_NODE": "4096"}, str(meminfo)) == 4096 * 2**20
+    slurm_cpu = {"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_ON_NODE": "2"}
+    assert available_ram_bytes(slurm_cpu, str(meminfo)) == 2000 * 2**20
+    assert available_ram_bytes({}, str(tmp_path / "missing")) is None
+
+
+def test_check_replay_fits(tmp_path):
+    per = transition_bytes(ATARI_OBS, 1)
+    check_replay_fits(1000, per, "memory", tmp_path, ram=10**9)  # 56 MB in 1 GB: fine
+    with pytest.raises(ConfigError, match=r"agent.buffer_size=1000000 needs 56.5 GB of RAM .* 24.0 GB is available"):
+        check_replay_fits(1_000_000, per, "memory", tmp_path, ram=24 * 10**9)
+    with pytest.raises(ConfigError, match="GB of disk for the memmap replay"):
+        check_replay_fits(10**12, per, "memmap", tmp_path / "not" / "yet")  # 56 EB: no disk has it
+
+
+def test_memmap_replay_lives_on_disk_and_returns_what_was_stored(make_agent, tmp_path):  # noqa: F811
+    replay_dir = tmp_path / "replay"
+    agent = make_agent("agent.replay_storage=memmap", f"agent.replay_dir={replay_dir}")
+    batch = _transitions(12)
+    agent.process_batch(batch)
+    files = list(replay_dir.rglob("*.memmap"))
+    assert files and all(f.stat().st_size > 0 for f in files)
+    stored = agent.buffer.storage.get(torch.arange(12))
+    torch.testing.assert_close(stored["observation"], batch["observation"])
+    torch.testing.assert_close(stored["next", "reward"], batch["next", "reward"])
+    assert agent.buffer.sample().shape == (agent.acfg.minibatch_size,)
