@@ -24,3 +24,18 @@ def test_bench_metric_share_is_a_fraction():
     res = share(["--env", "classic/cartpole", "--repeats", "1", "--budget", "100000"])
     assert 0 < res["share_default"] <= res["share_full"] < 1
     assert all(res[f"t_{k}"] > 0 for k in ("batch", "representation", "capacity", "ntk", "update_rank"))
+
+
+def test_bench_metrics_rows_compare_equal_matrices():
+    """Each fast row computes the same matrix as its loop (the bench prints the difference; it must be float noise)."""
+    from repdyn.bench.metrics import bench_ntk, bench_update_rank
+
+    rows = bench_ntk(24, 1) + bench_update_rank(16, 12, 1)
+    fast = [r for r in rows if r[2] is not None]
+    assert [r[0] for r in fast] == [
+        "eNTK ntk_gram(method='auto')",
+        "eNTK ntk_gram(method='jacobian')",
+        "update matrix, tanh critic V: update_matrix()",
+        "update matrix, ReLU Q-net, q_max: update_matrix()",
+    ]
+    assert all(r[1] > 0 and r[2] > 0 and r[3] < 1e-4 for r in fast), fast

@@ -5,9 +5,12 @@
 1. eNTK Gram of ``n`` Hopper-sized states (input 11) for a 2×64 tanh MLP critic: :func:`repdyn.metrics.ntk.ntk_gram`
    (``auto`` = structured rule for the Linear layers, and ``jacobian`` = ``vmap(grad)`` per-sample gradients) vs a
    per-sample autograd loop (one ``autograd.grad`` per state, stack the rows, J Jᵀ); goal ≥ 20×.
-2. Update-rank matrix with ``k`` one-step updates and ``probe`` probe states for the same critic with a live Adam
-   (state from earlier steps): :func:`repdyn.metrics.update_rank.update_matrix` vs a deep-copy loop (copy the model
-   and the Adam state, one step on one sample, evaluate the probes); goal ≥ 10×.
+2. Update-rank matrix with ``k`` one-step updates and ``probe`` probe states with a live Adam (state from earlier
+   steps), for the same tanh critic and for a 2×64 ReLU Q-network (3 actions, max over actions, the DQN setting of
+   seed 003): :func:`repdyn.metrics.update_rank.update_matrix` vs a deep-copy loop (copy the model and the Adam state,
+   one step on one sample, evaluate the probes); goal ≥ 10×. Both sides evaluate the same k × probe forward passes,
+   so the ratio is bounded by how much of the loop is per-copy overhead: torch's float32 ``tanh`` costs ~2.6 ns per
+   element on this CPU (6× its ``sigmoid``), which makes the tanh critic's bound lower than the ReLU net's.
 3. ``--cnn``: eNTK of ``n`` Atari frames for the Nature CNN (1.7M parameters), our chunked Gram only (the loop would
    take minutes), with the process's peak RSS, to show 1000 inputs fit in memory.
 
@@ -59,16 +62,26 @@ def loop_ntk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return J @ J.T
 
 
-def _critic_with_adam(seed: int) -> tuple[nn.Module, torch.optim.Adam]:
+def _net_with_adam(seed: int, activation: str, n_out: int) -> tuple[nn.Module, torch.optim.Adam]:
     torch.manual_seed(seed)
-    critic = MLP(HOPPER_OBS, (64, 64), 1)
-    opt = torch.optim.Adam(critic.parameters(), lr=3e-4, eps=1e-5)
-    x, y = torch.randn(64, HOPPER_OBS), torch.randn(64)
+    net = MLP(HOPPER_OBS, (64, 64), n_out, activation=activation)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-4, eps=1e-5)
+    x, y = torch.randn(64, HOPPER_OBS), torch.randn(64, n_out)
     for _ in range(5):  # a live optimizer: moments and step count as mid-training
         opt.zero_grad()
-        (critic(x)[0].squeeze(-1) - y).square().mean().backward()
+        (net(x)[0] - y).square().mean().backward()
         opt.step()
-    return critic, opt
+    return net, opt
+
+
+def _sample_loss(out: torch.Tensor, sample: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Squared error of V(x) (one output) or of Q(x, a) (several: the TD loss on the taken action)."""
+    pred = out[0].gather(0, sample["a"].reshape(1))[0] if out.shape[-1] > 1 else out.reshape(())
+    return (pred - sample["y"]).square()
+
+
+def _probe_values(out: torch.Tensor) -> torch.Tensor:
+    return out.max(-1).values if out.shape[-1] > 1 else out.squeeze(-1)
 
 
 def loop_update_matrix(
@@ -76,17 +89,17 @@ def loop_update_matrix(
 ) -> torch.Tensor:
     """The baseline: deep-copy model and Adam state, one step on sample i, evaluate the probes."""
     with torch.no_grad():
-        base = model(probes)[0].squeeze(-1)
+        base = _probe_values(model(probes)[0])
     rows = []
     for i in range(batch["x"].shape[0]):
         net = copy.deepcopy(model)
         o = torch.optim.Adam(net.parameters(), **{k: v for k, v in opt.defaults.items() if k != "params"})
         o.load_state_dict(copy.deepcopy(opt.state_dict()))  # without the deepcopy the step counters are shared
         o.zero_grad()
-        (net(batch["x"][i : i + 1])[0].reshape(()) - batch["y"][i]).square().backward()
+        _sample_loss(net(batch["x"][i : i + 1])[0], {k: v[i] for k, v in batch.items()}).backward()
         o.step()
         with torch.no_grad():
-            rows.append(net(probes)[0].squeeze(-1) - base)
+            rows.append(_probe_values(net(probes)[0]) - base)
     return torch.stack(rows)
 
 
@@ -103,19 +116,38 @@ def bench_ntk(n: int, repeats: int) -> list[tuple[str, float, float | None, floa
     return rows
 
 
-def bench_update_rank(k: int, probe: int, repeats: int) -> list[tuple[str, float, float | None, float | None]]:
-    critic, opt = _critic_with_adam(1)
-    batch = {"x": torch.randn(k, HOPPER_OBS), "y": torch.randn(k)}
-    probes = torch.randn(probe, HOPPER_OBS)
+# (label, activation, outputs): the PPO MuJoCo critic, and the DQN Q-network (Acrobot 2×64 ReLU, 3 actions,
+# max over actions) — seed 003 measures update rank on value-based agents.
+UPDATE_RANK_NETS = (("tanh critic V", "tanh", 1), ("ReLU Q-net, q_max", "relu", 3))
+
+
+def _bench_update_rank_net(
+    label: str, activation: str, n_out: int, k: int, probe: int, repeats: int
+) -> list[tuple[str, float, float | None, float | None]]:
+    net, opt = _net_with_adam(1, activation, n_out)
+    g = torch.Generator().manual_seed(2)
+    batch = {
+        "x": torch.randn(k, HOPPER_OBS, generator=g),
+        "a": torch.randint(0, n_out, (k,), generator=g),
+        "y": torch.randn(k, generator=g),
+    }
+    probes = torch.randn(probe, HOPPER_OBS, generator=g)
 
     def loss_fn(params, buffers, sample):
-        v = functional_call(critic, (params, buffers), (sample["x"].unsqueeze(0),))[0]
-        return (v.reshape(()) - sample["y"]).square()
+        return _sample_loss(functional_call(net, (params, buffers), (sample["x"].unsqueeze(0),))[0], sample)
 
-    t_loop, A_loop = _median_time(lambda: loop_update_matrix(critic, opt, batch, probes), repeats)
-    t, A = _median_time(lambda: update_matrix(critic, loss_fn, batch, opt, probes), repeats)
+    output = "value" if n_out == 1 else "q_max"
+    t_loop, A_loop = _median_time(lambda: loop_update_matrix(net, opt, batch, probes), repeats)
+    t, A = _median_time(lambda: update_matrix(net, loss_fn, batch, opt, probes, output=output), repeats)
     err = ((A - A_loop).abs().max() / A_loop.abs().max()).item()
-    return [("update matrix deep-copy loop", t_loop, None, None), ("update matrix update_matrix()", t, t_loop / t, err)]
+    return [
+        (f"update matrix, {label}: deep-copy loop", t_loop, None, None),
+        (f"update matrix, {label}: update_matrix()", t, t_loop / t, err),
+    ]
+
+
+def bench_update_rank(k: int, probe: int, repeats: int) -> list[tuple[str, float, float | None, float | None]]:
+    return [row for net in UPDATE_RANK_NETS for row in _bench_update_rank_net(*net, k, probe, repeats)]
 
 
 def bench_cnn(n: int) -> list[tuple[str, float, float | None, float | None]]:
