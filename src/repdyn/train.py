@@ -131,9 +131,8 @@ class Run:
 
     # --- build ---------------------------------------------------------------------------------------------
     def build(self) -> None:
-        from torchrl.collectors import Collector
-
         from repdyn.agents import build_agent
+        from repdyn.collection import make_collector
         from repdyn.envs import make_env
         from repdyn.envs.obs_norm import add_frozen_obs_norm
         from repdyn.interventions import Hooks
@@ -157,13 +156,7 @@ class Run:
             from repdyn.capacity import CapacityProbe
 
             self.capacity = CapacityProbe(cfg, self.run_dir, self.env)
-        self.collector = Collector(
-            self.env,
-            self.agent.policy,
-            frames_per_batch=self.batch_frames,
-            total_frames=-1,
-            auto_register_policy_transforms=False,
-        )
+        self.collector = make_collector(self.env, self.agent.policy, self.batch_frames)
         self.collector_iter = iter(self.collector)
 
     # --- checkpoint -----------------------------------------------------------------------------------------

@@ -98,16 +98,15 @@ def gym_wrapper_env(game: str, steps: int) -> tuple[float, float]:
 
 
 def collector_with_cnn_policy(game: str, batches: int, steps_per_env: int = 128) -> float:
-    from torchrl.collectors import Collector
-
     from repdyn.agents.networks import ActorNet, CriticNet, build_collector_policy
+    from repdyn.collection import make_collector
 
     env = make_atari_env(game, NUM_ENVS, 0)
     actor = ActorNet(NatureCNN(4, env.num_actions, "relu", head_gain=0.01), continuous=False)
     critic = CriticNet(NatureCNN(4, 1, "relu"))
     policy = build_collector_policy(actor, critic, env.action_spec)
     frames = NUM_ENVS * steps_per_env
-    collector = Collector(env, policy, frames_per_batch=frames, total_frames=frames * (batches + 1))
+    collector = make_collector(env, policy, frames)
     it = iter(collector)
     next(it)  # warm-up batch (first reset, lazy buffers)
     start = time.perf_counter()

@@ -111,10 +111,10 @@ def _random_transitions(n: int, seed: int) -> TensorDict:
 
 
 def bench_eviction(capacity: int, steps: int, repeats: int) -> dict[str, float]:
-    from torchrl.collectors import Collector
     from torchrl.data import LazyTensorStorage, ReplayBuffer
 
     from repdyn.agents.dqn import REPLAY_KEYS
+    from repdyn.collection import make_collector
     from repdyn.interventions.ntk_eviction import NTKEvictionWriter, qnet_ntk_diag_fn
 
     cfg, env, agent = _acrobot_agent(capacity)
@@ -134,7 +134,7 @@ def bench_eviction(capacity: int, steps: int, repeats: int) -> dict[str, float]:
 
         return f
 
-    collector = Collector(env, agent.policy, frames_per_batch=1, total_frames=-1, auto_register_policy_transforms=False)
+    collector = make_collector(env, agent.policy, 1)
     it = iter(collector)
 
     def env_step() -> None:
@@ -217,9 +217,8 @@ def bench_dqn_step(steps: int, repeats: int) -> dict[str, float]:
 
 
 def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
-    from torchrl.collectors import Collector
-
     from repdyn.agents import build_agent
+    from repdyn.collection import make_collector
     from repdyn.envs import make_env
     from repdyn.interventions import Hooks
     from repdyn.models import NatureCNN
@@ -231,9 +230,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
     agent = build_agent(cfg, env)
     hooks = Hooks([])
     frames = cfg.env.num_envs * cfg.env.frames_per_env
-    collector = Collector(
-        env, agent.policy, frames_per_batch=frames, total_frames=-1, auto_register_policy_transforms=False
-    )
+    collector = make_collector(env, agent.policy, frames)
     it = iter(collector)
     next(it)  # first reset, lazy buffers
     collect_times, update_times = [], []

@@ -2,7 +2,10 @@
 
 Measured in one run and printed with ratios:
 - raw env rate: gymnasium ``SyncVectorEnv`` stepping pre-sampled random actions (the physical limit);
-- collection: ``torchrl.collectors.Collector`` with our actor+critic policy (frames/s, and its ratio to raw);
+- collection: ``torchrl.collectors.Collector`` with our actor+critic policy (frames/s, and its ratio to raw), as the
+  training loop builds it, and with the two parts we replaced put back: torchrl's ``GymWrapper`` env instead of
+  :class:`repdyn.envs.gym_vector.GymVectorEnv`, and a Collector left to choose its devices (it then casts the carrier
+  tensordict at every step) instead of :func:`repdyn.collection.make_collector`;
 - update: our minibatch loop (:meth:`repdyn.agents.ppo.PPOAgent.update`) vs ``torchrl.objectives.ClipPPOLoss`` driven
   the same way (grad steps/s; the reason ``agents/ppo.py`` writes its loop is per-sample ratios, not speed — this
   shows what it costs or saves);
@@ -34,28 +37,59 @@ def _compose(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
-def build_pieces(cfg):
-    """(env with frozen obs-norm, agent, collector) exactly as ``repdyn.train`` builds them, seeded 0."""
+def gym_wrapper_env(env_cfg, seed: int):
+    """The reference: torchrl's ``GymWrapper`` on the same gymnasium vector env, with the transforms it needs to give
+    the same keys (``DoubleToFloat`` for MuJoCo's float64 observations, ``StepCounter``, ``RewardSum``)."""
+    from torchrl.envs import Compose, DoubleToFloat, GymWrapper, RewardSum, StepCounter, TransformedEnv
+
+    from repdyn.envs.gym_vector import sync_vector_env
+
+    vec = sync_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.max_episode_steps)
+    env = TransformedEnv(
+        GymWrapper(vec, categorical_action_encoding=True), Compose(DoubleToFloat(), StepCounter(), RewardSum())
+    )
+    env.set_seed(seed)
+    return env
+
+
+def build_pieces(cfg, reference_env: bool = False, name_devices: bool = True):
+    """(env with frozen obs-norm, agent, collector) exactly as ``repdyn.train`` builds them, seeded 0; or with
+    torchrl's ``GymWrapper`` env (``reference_env``) or a Collector picking its own devices (``name_devices=False``)."""
     from torchrl.collectors import Collector
 
     from repdyn.agents import build_agent
+    from repdyn.collection import make_collector
     from repdyn.envs import make_env
     from repdyn.envs.obs_norm import add_frozen_obs_norm
 
     e = cfg.env
     torch.manual_seed(0)
-    env = make_env(e, 0)
+    env = gym_wrapper_env(e, 0) if reference_env else make_env(e, 0)
     if e.obs_norm:
         add_frozen_obs_norm(env, e.obs_norm_steps)
     agent = build_agent(cfg, env)
-    collector = Collector(
-        env,
-        agent.policy,
-        frames_per_batch=e.num_envs * e.frames_per_env,
-        total_frames=-1,
-        auto_register_policy_transforms=False,
-    )
+    frames = e.num_envs * e.frames_per_env
+    if name_devices:
+        collector = make_collector(env, agent.policy, frames)
+    else:
+        collector = Collector(
+            env, agent.policy, frames_per_batch=frames, total_frames=-1, auto_register_policy_transforms=False
+        )
     return env, agent, collector
+
+
+def collection_rate(cfg, batches: int, **kwargs) -> tuple[float, object, object]:
+    """Frames/s of ``batches`` collector batches after one warm-up batch; also (agent, last batch)."""
+    env, agent, collector = build_pieces(cfg, **kwargs)
+    it = iter(collector)
+    batch = next(it)  # warm-up: first reset, lazy buffers
+    t = time.perf_counter()
+    for _ in range(batches):
+        batch = next(it)
+    fps = batches * batch.numel() / (time.perf_counter() - t)
+    collector.shutdown()
+    env.close()
+    return fps, agent, batch
 
 
 def raw_env_rate(env_id: str, num_envs: int, steps: int) -> float:
@@ -121,14 +155,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     res: dict[str, float] = {}
     res["raw_env_fps"] = raw_env_rate(e.id, e.num_envs, 3000)
 
-    env, agent, collector = build_pieces(cfg)
-    it = iter(collector)
-    batch = next(it)  # warm-up
-    t = time.perf_counter()
-    for _ in range(args.batches):
-        batch = next(it)
-    res["collect_fps"] = args.batches * batch_frames / (time.perf_counter() - t)
-    collector.shutdown()
+    res["collect_gym_wrapper_fps"], _, _ = collection_rate(cfg, args.batches, reference_env=True)
+    res["collect_default_devices_fps"], _, _ = collection_rate(cfg, args.batches, name_devices=False)
+    res["collect_fps"], agent, batch = collection_rate(cfg, args.batches)
 
     agent.process_batch(batch)
     hooks = Hooks([])
@@ -157,10 +186,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     raw = res["raw_env_fps"]
     table.add_row("raw env (gymnasium SyncVectorEnv)", f"{raw:,.0f} frames/s", "1.00 (limit)")
     table.add_row(
-        "collection (torchrl Collector + policy)",
+        "collection: ours (GymVectorEnv, Collector on named devices)",
         f"{res['collect_fps']:,.0f} frames/s",
         f"{res['collect_fps'] / raw:.2f} of raw",
     )
+    for key, what in (
+        ("collect_gym_wrapper_fps", "collection: torchrl GymWrapper env instead"),
+        ("collect_default_devices_fps", "collection: Collector with default devices instead"),
+    ):
+        table.add_row(what, f"{res[key]:,.0f} frames/s", f"ours = {res['collect_fps'] / res[key]:.2f}×")
     table.add_row(
         "update: ours", f"{res['update_grad_steps_per_s']:,.0f} grad steps/s ({res['update_fps']:,.0f} frames/s)", ""
     )

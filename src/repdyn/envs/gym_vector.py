@@ -1,15 +1,33 @@
-"""Classic-control and MuJoCo envs: gymnasium ``SyncVectorEnv`` (same-step autoreset) wrapped by torchrl.
+"""Classic-control and MuJoCo envs: a gymnasium ``SyncVectorEnv`` (same-step autoreset) as a torchrl ``EnvBase``.
 
 In-process vector envs, not subprocesses: on 2 cores the MLP agents are env-bound and a subprocess per env only adds
 IPC; in-process envs also let :mod:`repdyn.envs.state` capture the exact simulator state for requeue-safe resume.
+
+Why a small ``EnvBase`` and not ``torchrl.envs.GymWrapper``: for vector envs ``GymWrapper`` reads the whole info dict
+of every step through its generic info reader and terminal-observation transform, and casts float64 observations
+with a ``DoubleToFloat`` transform — per-step Python work that dominated collection. ``python -m repdyn.bench ppo``
+measures both in one run (Hopper, 2 envs, same policy and Collector): see the numbers in its table and in
+``bench/ppo.py``'s docstring. This class does exactly what the loop needs: float32 observations, the final
+observation of a finished episode as ``("next", "observation")`` of its last transition (gymnasium's ``SAME_STEP``
+autoreset puts it in ``info["final_obs"]``), and the post-reset observation returned by torchrl's partial reset
+(``"_reset"`` mask, issued by collectors after ``done``) without touching the simulators — the pattern of
+:class:`repdyn.envs.atari.ALEVectorEnv`.
+
+Seeding: the first full reset after ``set_seed(s)`` seeds sub-env ``i`` with ``s + i`` (gymnasium's vector
+convention); later full resets continue the sub-envs' own RNGs.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import gymnasium as gym
-from torchrl.envs import Compose, DoubleToFloat, EnvBase, GymWrapper, RewardSum, StepCounter, TransformedEnv
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import Compose, EnvBase, RewardSum, StepCounter, TransformedEnv
 
 
 def _make_one(env_id: str, max_episode_steps: int | None) -> gym.Env:
@@ -28,14 +46,97 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"env.id: unknown gymnasium environment {env_id!r}{hint}")
 
 
-def make_gym_vector_env(env_id: str, num_envs: int, seed: int, *, max_episode_steps: int | None = None) -> EnvBase:
-    """``num_envs`` copies of ``env_id`` in one torchrl env, seeded with ``seed`` (sub-env i gets seed + i)."""
-    check_env_id(env_id)
-    vec = gym.vector.SyncVectorEnv(
+def sync_vector_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` in-process copies of ``env_id`` with same-step autoreset (final obs in ``info``)."""
+    return gym.vector.SyncVectorEnv(
         [functools.partial(_make_one, env_id, max_episode_steps)] * num_envs,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    base = GymWrapper(vec, categorical_action_encoding=True)
-    env = TransformedEnv(base, Compose(DoubleToFloat(), StepCounter(), RewardSum()))
-    env.set_seed(seed)
-    return env
+
+
+class GymVectorEnv(EnvBase):
+    """torchrl view of a gymnasium ``SyncVectorEnv`` with ``Box`` observations and ``Box``/``Discrete`` actions.
+
+    Keys: ``observation`` float32 ``[N, d]``, ``action`` (float32 ``[N, a]`` in the Box bounds, or int64 ``[N]``),
+    ``reward`` float32 ``[N, 1]``, ``done``/``terminated``/``truncated`` bool ``[N, 1]``. ``self._env`` is the vector
+    env (where :mod:`repdyn.envs.state` finds it)."""
+
+    def __init__(self, vec: gym.vector.SyncVectorEnv, seed: int | None = None) -> None:
+        n = vec.num_envs
+        super().__init__(device="cpu", batch_size=torch.Size([n]))
+        self._env = vec
+        obs_space, act_space = vec.single_observation_space, vec.single_action_space
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise ValueError(f"GymVectorEnv needs Box observations, got {obs_space}")
+        self.observation_spec = Composite(
+            observation=Unbounded(shape=(n, *obs_space.shape), dtype=torch.float32), shape=(n,)
+        )
+        if isinstance(act_space, gym.spaces.Discrete):
+            self.discrete = True
+            self.action_spec = Categorical(int(act_space.n), shape=(n,), dtype=torch.int64)
+        elif isinstance(act_space, gym.spaces.Box):
+            self.discrete = False
+            low = torch.as_tensor(act_space.low, dtype=torch.float32).expand(n, *act_space.shape)
+            high = torch.as_tensor(act_space.high, dtype=torch.float32).expand(n, *act_space.shape)
+            self.action_spec = Bounded(low.clone(), high.clone(), shape=(n, *act_space.shape), dtype=torch.float32)
+        else:
+            raise ValueError(f"GymVectorEnv needs Box or Discrete actions, got {act_space}")
+        self.reward_spec = Unbounded(shape=(n, 1), dtype=torch.float32)
+        flag = Categorical(2, shape=(n, 1), dtype=torch.bool)
+        self.full_done_spec = Composite({k: flag.clone() for k in ("done", "terminated", "truncated")}, shape=(n,))
+        self._pending_seed = seed
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._pending_seed = seed
+
+    def _obs(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(obs, dtype=np.float32))
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        if tensordict is not None and "_reset" in tensordict.keys():
+            # Partial reset after a done: gymnasium already reset those sub-envs inside their last step (SAME_STEP);
+            # the vector env's current observations are the post-reset ones (and the others' carried ones).
+            obs = np.stack(self._env._env_obs)
+        else:
+            obs, _ = self._env.reset(seed=self._pending_seed)
+            self._pending_seed = None
+        zeros = torch.zeros((*self.batch_size, 1), dtype=torch.bool)
+        return TensorDict(
+            {"observation": self._obs(obs), "done": zeros, "terminated": zeros.clone(), "truncated": zeros.clone()},
+            batch_size=self.batch_size,
+        )
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.get("action").numpy()
+        obs, reward, terminated, truncated, info = self._env.step(action)
+        if "_final_obs" in info:  # some sub-envs finished: their last observation is not the returned one
+            ended = info["_final_obs"]
+            obs = obs.copy()
+            obs[ended] = np.stack(info["final_obs"][ended])
+        term = torch.from_numpy(terminated)[:, None]
+        trunc = torch.from_numpy(truncated)[:, None] & ~term
+        return TensorDict(
+            {
+                "observation": self._obs(obs),
+                "reward": torch.from_numpy(np.asarray(reward, dtype=np.float32))[:, None],
+                "done": term | trunc,
+                "terminated": term,
+                "truncated": trunc,
+            },
+            batch_size=self.batch_size,
+        )
+
+    def close(self, *, raise_if_closed: bool = True) -> None:
+        vec = getattr(self, "_env", None)
+        if vec is not None:
+            vec.close()
+            self._env = None
+        super().close(raise_if_closed=raise_if_closed)
+
+
+def make_gym_vector_env(env_id: str, num_envs: int, seed: int, *, max_episode_steps: int | None = None) -> EnvBase:
+    """``num_envs`` copies of ``env_id`` in one torchrl env, seeded with ``seed`` (sub-env i gets seed + i), with the
+    episode bookkeeping transforms ``StepCounter`` (``step_count``) and ``RewardSum`` (``episode_reward``)."""
+    check_env_id(env_id)
+    base = GymVectorEnv(sync_vector_env(env_id, num_envs, max_episode_steps), seed)
+    return TransformedEnv(base, Compose(StepCounter(), RewardSum()))

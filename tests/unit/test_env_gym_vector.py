@@ -1,0 +1,52 @@
+"""GymVectorEnv (src/repdyn/envs/gym_vector.py): every recorded transition is one step of one episode of the
+underlying gymnasium env — checked step by step against a reference ``gym.make`` env driven with the same actions."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torchrl.envs.utils import check_env_specs
+
+from repdyn.envs.gym_vector import make_gym_vector_env
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Hopper-v5"])
+def test_transitions_match_a_reference_env_across_episode_ends(env_id):
+    seed, n, steps = 3, 2, 400
+    env = make_gym_vector_env(env_id, n, seed)
+    check_env_specs(env)  # steps the env: seed again, as a user (or a resume) does
+    env.set_seed(seed)
+    td = env.rollout(steps, break_when_any_done=False)  # [n, steps]
+    done = td["next", "done"].squeeze(-1)
+    assert done.any(dim=1).all(), "every sub-env should finish an episode in 400 random steps"
+    for i in range(n):
+        ref = gym.make(env_id)
+        obs, _ = ref.reset(seed=seed + i)  # gymnasium's vector convention: sub-env i gets seed + i
+        ret = 0.0
+        for t in range(steps):
+            np.testing.assert_allclose(td["observation"][i, t].numpy(), obs.astype(np.float32), rtol=0, atol=0)
+            action = td["action"][i, t].numpy()
+            obs, reward, term, trunc, _ = ref.step(action if env_id != "CartPole-v1" else int(action))
+            ret += reward
+            # the recorded next observation is the step's own (terminal) one, never the next episode's first
+            np.testing.assert_allclose(td["next", "observation"][i, t].numpy(), obs.astype(np.float32), atol=0)
+            assert td["next", "reward"][i, t].item() == pytest.approx(reward, rel=1e-6)
+            assert td["next", "terminated"][i, t].item() == term
+            assert td["next", "truncated"][i, t].item() == (trunc and not term)
+            if term or trunc:
+                assert td["next", "episode_reward"][i, t].item() == pytest.approx(ret, rel=1e-5)
+                obs, _ = ref.reset()
+                ret = 0.0
+    env.close()
+
+
+def test_specs_and_dtypes():
+    env = make_gym_vector_env("Hopper-v5", 2, 0)
+    assert env.observation_spec["observation"].dtype == torch.float32  # MuJoCo's float64 cast once, in the env
+    assert env.action_spec.shape == (2, 3) and env.action_spec.space.low.min() == -1
+    cart = make_gym_vector_env("CartPole-v1", 2, 0)
+    assert cart.action_spec.dtype == torch.int64 and cart.action_spec.space.n == 2 and cart.action_spec.shape == (2,)
+    env.close()
+    cart.close()
