@@ -10,14 +10,8 @@ from torchrl.collectors import Collector
 def make_collector(env: Any, policy: Any, frames_per_batch: int, total_frames: int = -1) -> Collector:
     """A single-process ``Collector`` of ``frames_per_batch`` env steps per batch (``total_frames=-1``: endless).
 
-    Devices are named (all CPU): left unset, the Collector casts its carrier tensordict to the env's device at every
-    step — measured with ``python -m repdyn.bench ppo`` on Hopper (2 envs × 1024): 4.2 s per batch unset vs 2.3-2.9 s
-    with the devices named. ``auto_register_policy_transforms=False``: the policy needs no env transforms."""
+    ``auto_register_policy_transforms=False``: the policies need no env transforms. Devices are left to torchrl:
+    naming them (``device="cpu"``) measured no different on Hopper (563/659/601 vs 564/855/496 frames/s, A/B)."""
     return Collector(
-        env,
-        policy,
-        frames_per_batch=frames_per_batch,
-        total_frames=total_frames,
-        device="cpu",
-        auto_register_policy_transforms=False,
+        env, policy, frames_per_batch=frames_per_batch, total_frames=total_frames, auto_register_policy_transforms=False
     )

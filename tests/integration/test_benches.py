@@ -9,7 +9,6 @@ def test_bench_ppo_reports_all_measures():
         "raw_env_fps",
         "collect_fps",
         "collect_gym_wrapper_fps",
-        "collect_default_devices_fps",
         "update_grad_steps_per_s",
         "update_fps",
         "clipppoloss_grad_steps_per_s",

@@ -3,9 +3,8 @@
 Measured in one run and printed with ratios:
 - raw env rate: gymnasium ``SyncVectorEnv`` stepping pre-sampled random actions (the physical limit);
 - collection: ``torchrl.collectors.Collector`` with our actor+critic policy (frames/s, and its ratio to raw), as the
-  training loop builds it, and with the two parts we replaced put back: torchrl's ``GymWrapper`` env instead of
-  :class:`repdyn.envs.gym_vector.GymVectorEnv`, and a Collector left to choose its devices (it then casts the carrier
-  tensordict at every step) instead of :func:`repdyn.collection.make_collector`;
+  training loop builds it, and with torchrl's ``GymWrapper`` env in place of
+  :class:`repdyn.envs.gym_vector.GymVectorEnv` (the reason that class exists);
 - update: our minibatch loop (:meth:`repdyn.agents.ppo.PPOAgent.update`) vs ``torchrl.objectives.ClipPPOLoss`` driven
   the same way (grad steps/s; the reason ``agents/ppo.py`` writes its loop is per-sample ratios, not speed — this
   shows what it costs or saves);
@@ -52,11 +51,9 @@ def gym_wrapper_env(env_cfg, seed: int):
     return env
 
 
-def build_pieces(cfg, reference_env: bool = False, name_devices: bool = True):
-    """(env with frozen obs-norm, agent, collector) exactly as ``repdyn.train`` builds them, seeded 0; or with
-    torchrl's ``GymWrapper`` env (``reference_env``) or a Collector picking its own devices (``name_devices=False``)."""
-    from torchrl.collectors import Collector
-
+def build_pieces(cfg, reference_env: bool = False):
+    """(env with frozen obs-norm, agent, collector) exactly as ``repdyn.train`` builds them, seeded 0; with
+    torchrl's ``GymWrapper`` env instead when ``reference_env``."""
     from repdyn.agents import build_agent
     from repdyn.collection import make_collector
     from repdyn.envs import make_env
@@ -68,13 +65,7 @@ def build_pieces(cfg, reference_env: bool = False, name_devices: bool = True):
     if e.obs_norm:
         add_frozen_obs_norm(env, e.obs_norm_steps)
     agent = build_agent(cfg, env)
-    frames = e.num_envs * e.frames_per_env
-    if name_devices:
-        collector = make_collector(env, agent.policy, frames)
-    else:
-        collector = Collector(
-            env, agent.policy, frames_per_batch=frames, total_frames=-1, auto_register_policy_transforms=False
-        )
+    collector = make_collector(env, agent.policy, e.num_envs * e.frames_per_env)
     return env, agent, collector
 
 
@@ -156,7 +147,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     res["raw_env_fps"] = raw_env_rate(e.id, e.num_envs, 3000)
 
     res["collect_gym_wrapper_fps"], _, _ = collection_rate(cfg, args.batches, reference_env=True)
-    res["collect_default_devices_fps"], _, _ = collection_rate(cfg, args.batches, name_devices=False)
     res["collect_fps"], agent, batch = collection_rate(cfg, args.batches)
 
     agent.process_batch(batch)
@@ -186,15 +176,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     raw = res["raw_env_fps"]
     table.add_row("raw env (gymnasium SyncVectorEnv)", f"{raw:,.0f} frames/s", "1.00 (limit)")
     table.add_row(
-        "collection: ours (GymVectorEnv, Collector on named devices)",
+        "collection: ours (GymVectorEnv + Collector)",
         f"{res['collect_fps']:,.0f} frames/s",
         f"{res['collect_fps'] / raw:.2f} of raw",
     )
-    for key, what in (
-        ("collect_gym_wrapper_fps", "collection: torchrl GymWrapper env instead"),
-        ("collect_default_devices_fps", "collection: Collector with default devices instead"),
-    ):
-        table.add_row(what, f"{res[key]:,.0f} frames/s", f"ours = {res['collect_fps'] / res[key]:.2f}×")
+    table.add_row(
+        "collection: torchrl GymWrapper env instead",
+        f"{res['collect_gym_wrapper_fps']:,.0f} frames/s",
+        f"ours = {res['collect_fps'] / res['collect_gym_wrapper_fps']:.2f}×",
+    )
     table.add_row(
         "update: ours", f"{res['update_grad_steps_per_s']:,.0f} grad steps/s ({res['update_fps']:,.0f} frames/s)", ""
     )

@@ -5,9 +5,11 @@ IPC; in-process envs also let :mod:`repdyn.envs.state` capture the exact simulat
 
 Why a small ``EnvBase`` and not ``torchrl.envs.GymWrapper``: for vector envs ``GymWrapper`` reads the whole info dict
 of every step through its generic info reader and terminal-observation transform, and casts float64 observations
-with a ``DoubleToFloat`` transform — per-step Python work that dominated collection. ``python -m repdyn.bench ppo``
-measures both in one run (Hopper, 2 envs, same policy and Collector): see the numbers in its table and in
-``bench/ppo.py``'s docstring. This class does exactly what the loop needs: float32 observations, the final
+with a ``DoubleToFloat`` transform. ``python -m repdyn.bench ppo`` measures both in one run (Hopper, 2 envs × 1024,
+same policy and Collector); 8 alternating batches here: median 537 vs 469 frames/s, median paired ratio 1.21×. Where
+the rest goes (same machine, per collector step of 2 envs): gymnasium's own step 0.43 ms, this class 0.54 ms, torchrl's
+transformed ``step`` 1.3 ms and ``step_and_maybe_reset`` 2.4 ms, the TensorDict policy 1.1 ms (its two bare networks
+0.17 ms). This class does exactly what the loop needs: float32 observations, the final
 observation of a finished episode as ``("next", "observation")`` of its last transition (gymnasium's ``SAME_STEP``
 autoreset puts it in ``info["final_obs"]``), and the post-reset observation returned by torchrl's partial reset
 (``"_reset"`` mask, issued by collectors after ``done``) without touching the simulators — the pattern of
