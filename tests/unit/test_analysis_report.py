@@ -139,3 +139,9 @@ def test_report_files(runset, tmp_path):
     table = pd.read_csv(res.csv["table"])
     assert len(table) == 4 * N and {"run", "group", "step", A + "approx_rank"} <= set(table.columns)
     assert set(pd.read_csv(res.csv["rank_agreement"]).stat) == {"kendall", "spearman", "pearson", "l2"}
+
+
+def test_step_axis_labels_use_si_suffixes():
+    from repdyn.analysis.figures import si_steps
+
+    assert [si_steps(x) for x in (0, 512, 6144, 1.5e6, 1e7, 2e9)] == ["0", "512", "6.14k", "1.5M", "10M", "2G"]

@@ -44,8 +44,22 @@ def _grid(n: int, ncols: int, panel_w: float, panel_h: float) -> tuple[Figure, n
     return fig, axes
 
 
+def si_steps(x: float, _pos: object = None) -> str:
+    """Tick label for an env-step axis: 512, 6k, 1.5M, 10M (no "1e6" offset text to hunt for at the axis end)."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
 def _steps_formatter(ax) -> None:
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(si_steps))
+
+
+def _corr(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:.2f}"
 
 
 def curves_figure(
@@ -101,9 +115,10 @@ def scatter_figure(
                 continue
             ax.scatter(g[key], g[ratio_key], s=16, color=color, alpha=0.7, edgecolor="none", label=group)
         c = correlations.get(key, {})
+        constant = key in windows and windows[key].nunique(dropna=True) <= 1  # rank correlation undefined
         ax.set_title(
-            f"{title}\nKendall τ={c.get('kendall', np.nan):.2f}  Spearman ρ={c.get('spearman', np.nan):.2f}"
-            f"  (n={c.get('n', 0)})",
+            f"{title}\nKendall τ={_corr(c.get('kendall', np.nan))}  Spearman ρ={_corr(c.get('spearman', np.nan))}"
+            f"  (n={c.get('n', 0)}{'; x constant' if constant else ''})",
             fontsize=9,
         )
         ax.set_xlabel(title, fontsize=8)
