@@ -170,6 +170,12 @@ def boxplot_figure(
             # log scale only pays off when the values span more than a decade (excess ratios before a collapse do)
             if (vals > 0).all() and vals.max() / vals.min() > 10:
                 ax.set_xscale("log")
+        if ax.get_xscale() == "linear":
+            from matplotlib.ticker import MaxNLocator
+
+            # few ticks, and an exponent for tiny or huge values (capacity losses ~1e-4 otherwise overlap)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 4), useMathText=True)
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(alpha=0.3, axis="x")
