@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--env", default="mujoco/hopper")
     parser.add_argument("--budget", type=int, default=5_000_000, help="paper budget in env steps")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(list(argv or []))
+    args = parser.parse_args(None if argv is None else list(argv))
     torch.set_num_threads(1)
     import tempfile
 

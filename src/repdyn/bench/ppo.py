@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--env", default="mujoco/hopper", help="env config option")
     parser.add_argument("--batches", type=int, default=3, help="timed collector batches")
     parser.add_argument("--e2e-frames", type=int, default=2048 * 4, help="frames of the end-to-end run")
-    args = parser.parse_args(list(argv or []))
+    args = parser.parse_args(None if argv is None else list(argv))
     torch.set_num_threads(1)
     from repdyn.interventions import Hooks
     from repdyn.train import run
