@@ -78,6 +78,7 @@ class DQNConfig:
     checkpoint_replay: bool = True  # put the replay buffer into checkpoints (exact resume)
     replay_storage: str = "memory"  # memory (LazyTensorStorage) | memmap (LazyMemmapStorage, on disk)
     replay_dir: str | None = None  # memmap files; None → <run dir>/replay
+    replay_next_obs: str = "full"  # full | last_frame (frame stacks: next obs = obs[1:] + its newest frame)
 
 
 @dataclass
@@ -236,6 +237,16 @@ def _validate_dqn(cfg: DictConfig) -> None:
     )
     _check(agent.learning_starts >= 0, "agent.learning_starts", f"must be ≥ 0, got {agent.learning_starts}")
     _check(agent.replay_ratio > 0, "agent.replay_ratio", f"must be > 0, got {agent.replay_ratio}")
+    _check(
+        agent.replay_next_obs in ("full", "last_frame"),
+        "agent.replay_next_obs",
+        f"must be 'full' or 'last_frame', got {agent.replay_next_obs!r}",
+    )
+    _check(
+        agent.replay_next_obs == "full" or cfg.env.family == "atari",
+        "agent.replay_next_obs",
+        "'last_frame' needs frame-stacked observations (env=atari/*)",
+    )
     _check(
         agent.replay_storage in ("memory", "memmap"),
         "agent.replay_storage",

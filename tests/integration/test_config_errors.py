@@ -22,6 +22,7 @@ CASES = [
     (["sed=1"], "sed"),  # typo'd top-level key
     (["model=cnn"], "model"),  # a CNN on a vector-observation env
     (["env.num_envs=0"], "env.num_envs"),
+    (["agent=dqn", "agent.replay_next_obs=last_frame"], "agent.replay_next_obs"),  # needs frame stacks
 ]
 
 
@@ -53,7 +54,8 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
 
 
 def test_replay_larger_than_memory_fails_before_any_compute(tmp_path):
-    """1e8 Atari transitions (56,480 B each, 5.6 TB) cannot fit anywhere: one message naming the key and
+    """1e8 Atari transitions (35,312 B each with the last-frame next observation, 3.5 TB) cannot fit anywhere: one
+    message naming the key and
     the way out, before the first env step, instead of an out-of-memory kill hours into the run."""
     run_dir = tmp_path / "run"
     proc = run_cli(
@@ -61,6 +63,6 @@ def test_replay_larger_than_memory_fails_before_any_compute(tmp_path):
         "train.total_frames=64", "agent.buffer_size=100000000", f"hydra.run.dir={run_dir}", timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "agent.buffer_size=100000000 needs 5648.0 GB of RAM" in proc.stderr, proc.stderr[-2000:]
+    assert "agent.buffer_size=100000000 needs 3531.2 GB of RAM" in proc.stderr, proc.stderr[-2000:]
     assert "agent.replay_storage=memmap" in proc.stderr and "Traceback" not in proc.stderr
     assert not (run_dir / "history.jsonl").exists() and not (run_dir / "checkpoints").exists()

@@ -154,3 +154,20 @@ def test_sigterm_then_restart_resumes_exactly(runs, tmp_path):
     done = run_cli(*TINY, *ICM4_EVICT, f"hydra.run.dir={d}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert strip_perf(history(d)) == strip_perf(history(runs["icm4"]))
+
+
+def test_tiny_dqn_atari_run_trains_from_the_last_frame_replay(tmp_path):
+    """agent=dqn_atari on Phoenix (Nature CNN, replay storing one next frame per transition): TD steps on rebuilt
+    next stacks, Q-network metrics on replay states."""
+    d = tmp_path / "atari"
+    proc = run_cli(
+        "agent=dqn_atari", "env=atari/phoenix", "env.num_envs=1", "env.frames_per_env=4", "logger=none",
+        "train.total_frames=320", "train.log_every=0.25", "metrics.every=0.25", "metrics.capacity=false",
+        "agent.learning_starts=64", "agent.buffer_size=1000", f"hydra.run.dir={d}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = history(d)[-1]
+    assert last["step"] == 320 and last["dqn/replay_size"] == 320
+    assert last["dqn/gradient_steps"] == (320 - 60) / 4  # from the batch that brings the replay to 64 (steps 61-64)
+    assert math.isfinite(last["loss/td"]) and last["loss/td"] >= 0
+    assert 1 <= last["batch_start/qnet/feature_rank"] <= 512

@@ -16,6 +16,7 @@ ATARI_OBS = (4, 84, 84)
 def test_transition_bytes_counts_both_observations():
     assert transition_bytes(ATARI_OBS, 1) == 2 * 4 * 84 * 84 + 32  # 56,480 B: 1M transitions ≈ 56 GB
     assert transition_bytes((6,), 4) == 2 * 6 * 4 + 32
+    assert transition_bytes(ATARI_OBS, 1, next_last_frame=True) == 5 * 84 * 84 + 32  # 35,312 B: 1M ≈ 35 GB
 
 
 def test_available_ram_is_capped_by_the_slurm_allocation(tmp_path):
@@ -48,3 +49,33 @@ def test_memmap_replay_lives_on_disk_and_returns_what_was_stored(make_agent, tmp
     torch.testing.assert_close(stored["observation"], batch["observation"])
     torch.testing.assert_close(stored["next", "reward"], batch["next", "reward"])
     assert agent.buffer.sample().shape == (agent.acfg.minibatch_size,)
+
+
+def test_last_frame_replay_rebuilds_every_next_stack_of_a_real_ale_rollout(compose):
+    """agent.replay_next_obs=last_frame (dqn_atari's default) on real ALE transitions across episode ends (frame cap
+    300 → 100-step episodes): the replay stores one next frame and gives back exactly the collected next stacks."""
+    from repdyn.agents.dqn import DQNAgent
+    from repdyn.envs import make_env
+
+    cfg = compose(
+        ["agent=dqn_atari", "env=atari/phoenix", "env.num_envs=2", "agent.buffer_size=1000",
+         "env.atari.max_num_frames_per_episode=300"]
+    )  # fmt: skip
+    env = make_env(cfg.env, 0)
+    agent = DQNAgent(cfg, env)
+    assert agent.next_last_frame
+    batch = env.rollout(250, break_when_any_done=False)
+    assert batch["next", "done"].sum() >= 4
+    agent.process_batch(batch)
+    stored = agent.buffer.storage.get(torch.arange(500))
+    assert stored["next", "observation"].shape == (500, 1, 84, 84)  # one frame, not four
+    rebuilt = agent._with_next_obs(stored)
+    flat = batch.reshape(-1)
+    assert torch.equal(rebuilt["next", "observation"], flat["next", "observation"])
+    assert torch.equal(rebuilt["observation"], flat["observation"])
+    assert agent._with_next_obs(agent.buffer.sample())["next", "observation"].shape[1:] == (4, 84, 84)
+    broken = batch[:, :3].clone()
+    broken["next", "observation"][0, 1, 0] += 1  # a next stack whose older frames are not the observation's
+    with pytest.raises(RuntimeError, match="not the shifted frame stack"):
+        agent.process_batch(broken)
+    env.close()

@@ -25,12 +25,14 @@ __all__ = ["available_ram_bytes", "check_replay_fits", "make_storage", "transiti
 _SCALARS_BYTES = 32
 
 
-def transition_bytes(obs_shape: tuple[int, ...], obs_itemsize: int) -> int:
-    """Bytes one stored transition takes: observation + next observation + scalars."""
+def transition_bytes(obs_shape: tuple[int, ...], obs_itemsize: int, next_last_frame: bool = False) -> int:
+    """Bytes one stored transition takes: observation + next observation (or only its newest frame, the leading
+    dim of a frame stack, with ``next_last_frame``) + scalars."""
     numel = 1
     for d in obs_shape:
         numel *= d
-    return 2 * numel * obs_itemsize + _SCALARS_BYTES
+    next_numel = numel // obs_shape[0] if next_last_frame else numel
+    return (numel + next_numel) * obs_itemsize + _SCALARS_BYTES
 
 
 def available_ram_bytes(environ: Mapping[str, str] = os.environ, meminfo: str = "/proc/meminfo") -> int | None:
