@@ -85,6 +85,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         network=cfg.network,
         scope=cfg.scope,
         ewma_alpha=float(cfg.ewma_alpha),
+        per_run=bool(cfg.per_run),
         last_frac=float(cfg.last_frac),
         window_frac=float(cfg.window_frac),
         n_windows=int(cfg.n_windows),

@@ -145,3 +145,21 @@ def test_step_axis_labels_use_si_suffixes():
     from repdyn.analysis.figures import si_steps
 
     assert [si_steps(x) for x in (0, 512, 6144, 1.5e6, 1e7, 2e9)] == ["0", "512", "6.14k", "1.5M", "10M", "2G"]
+
+
+def test_per_run_curves_are_drawn_and_written(runset, tmp_path):
+    """per_run=true: each run's smoothed curve (mean of them = the band's mean) as a thin line and in run_curves.csv."""
+    from repdyn.analysis import figures
+
+    opts = ReportOptions(per_run=True, formats=["png"])
+    tables = compute_tables(runset, opts)
+    runs, band = tables.run_curves, tables.curves
+    key = A + "approx_rank"
+    r = runs[runs.metric == key].groupby(["group", "step"])["value"].mean()
+    b = band[band.metric == key].set_index(["group", "step"])["mean"]
+    np.testing.assert_allclose(r.loc[b.index].to_numpy(), b.to_numpy())
+    fig = figures.curves_figure(band, [(key, "rank")], {g: "C0" for g in band.group.unique()}, runs=runs)
+    n_groups, n_runs = band.group.nunique(), runs.run.nunique()
+    assert len(fig.axes[0].lines) == n_groups + n_runs == 2 + 4
+    res = make_report(runset, tmp_path / "out", opts)
+    assert len(pd.read_csv(res.csv["run_curves"])) == len(runs)

@@ -59,6 +59,14 @@ def test_group_curves_smooths_each_run_before_the_band():
     np.testing.assert_allclose(g1["max"], [2.0, 7.0, 14.5])
 
 
+def test_run_curves_are_the_smoothed_runs_under_the_band():
+    # alpha .5: run a -> 0, 5, 12.5; run b -> 2, 7, 14.5; run c constant 5
+    out = stats.run_curves(_two_run_table(), "m", alpha=0.5)
+    by_run = {r: g.sort_values("step")["value"].tolist() for r, g in out.groupby("run")}
+    assert by_run == {"a": [0.0, 5.0, 12.5], "b": [2.0, 7.0, 14.5], "c": [5.0, 5.0, 5.0]}
+    assert set(out[out.run == "c"]["group"]) == {"g2"}
+
+
 def test_group_curves_missing_column_is_a_clear_error():
     with pytest.raises(ValueError, match="no column 'nope'"):
         stats.group_curves(_two_run_table(), "nope")

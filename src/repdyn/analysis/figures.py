@@ -69,8 +69,11 @@ def curves_figure(
     *,
     ncols: int = 3,
     suptitle: str | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> Figure:
-    """Training curves: one panel per (metric, title); per group the seed mean (line) and min/max (band).
+    """Training curves: one panel per (metric, title); per group the seed mean (line) and min/max (band), and with
+    ``runs`` (columns metric, group, run, step, value: :func:`repdyn.analysis.stats.run_curves`) each run as a thin
+    line in its group's color.
 
     ``curves`` has columns metric, group, step, mean, min, max (see :func:`repdyn.analysis.stats.group_curves`)."""
     fig, axes = _grid(len(panels), ncols, 4.6, 3.1)
@@ -81,6 +84,11 @@ def curves_figure(
             if g.empty:
                 continue
             n = int(g["n"].max())
+            if runs is not None:
+                mine = runs[(runs["metric"] == key) & (runs["group"] == group)]
+                for _, r in mine.groupby("run", sort=True):
+                    r = r.sort_values("step")
+                    ax.plot(r["step"], r["value"], color=color, lw=0.6, alpha=0.45)
             ax.plot(g["step"], g["mean"], color=color, lw=1.6, label=f"{group} (n={n})")
             ax.fill_between(g["step"], g["min"], g["max"], color=color, alpha=0.2, lw=0)
         ax.set_title(title, fontsize=10)

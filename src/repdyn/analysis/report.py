@@ -58,6 +58,7 @@ class ReportOptions:
     formats: list[str] = field(default_factory=lambda: ["png", "pdf"])
     title: str = "repdyn — collapse analysis"
     dpi: int = 110
+    per_run: bool = False  # training curves: each run's smoothed curve as a thin line under its group's band
 
     def validate(self) -> None:
         if self.network not in NETWORKS:
@@ -126,6 +127,7 @@ class AnalysisTables:
     final_panels: list[Panel]
     rank_keys: list[str]
     notes: list[str] = field(default_factory=list)
+    run_curves: pd.DataFrame | None = None  # per-run smoothed curves (``per_run=true``)
 
 
 @dataclass
@@ -150,7 +152,7 @@ def compute_tables(runset: RunSet, opts: ReportOptions) -> AnalysisTables:
         runset.require_metrics(opts.curves)
 
     # training curves
-    curve_panels, parts = [], []
+    curve_panels, parts, run_parts = [], [], []
     for p in opts.curve_panels():
         ok, missing = _present(runset, p.key)
         if not ok:
@@ -158,11 +160,17 @@ def compute_tables(runset: RunSet, opts: ReportOptions) -> AnalysisTables:
             continue
         if missing:
             notes.append(f"training curves: {p.key!r} missing in run(s) {missing[:5]}")
-        c = stats.group_curves(runset.history, p.key, alpha=opts.ewma_alpha if p.smooth else None)
+        alpha = opts.ewma_alpha if p.smooth else None
+        c = stats.group_curves(runset.history, p.key, alpha=alpha)
         c.insert(0, "metric", p.key)
         parts.append(c)
+        if opts.per_run:
+            r = stats.run_curves(runset.history, p.key, alpha=alpha)
+            r.insert(0, "metric", p.key)
+            run_parts.append(r)
         curve_panels.append(p)
     curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    run_curves = pd.concat(run_parts, ignore_index=True) if run_parts else None
 
     # per-run final values and trust-region windows
     final_panels = [p for p in opts.final_panels() if _present(runset, p.key)[0]]
@@ -227,6 +235,7 @@ def compute_tables(runset: RunSet, opts: ReportOptions) -> AnalysisTables:
         )
     return AnalysisTables(
         curves=curves,
+        run_curves=run_curves,
         final=final,
         windows=windows,
         window_correlations=correlations,
@@ -374,7 +383,9 @@ def make_report(runset: RunSet, out_dir: str | os.PathLike, opts: ReportOptions 
 
     built: dict[str, Figure] = {}
     if tables.curve_panels:
-        built["curves"] = figures.curves_figure(tables.curves, [(p.key, p.title) for p in tables.curve_panels], colors)
+        built["curves"] = figures.curves_figure(
+            tables.curves, [(p.key, p.title) for p in tables.curve_panels], colors, runs=tables.run_curves
+        )
     if not tables.windows.empty:
         built["trust_region"] = figures.scatter_figure(
             tables.windows,
@@ -405,6 +416,9 @@ def make_report(runset: RunSet, out_dir: str | os.PathLike, opts: ReportOptions 
     tables.curves.to_csv(csv["curves"], index=False)
     tables.windows.to_csv(csv["windows"], index=False)
     runset.history.to_csv(csv["table"], index=False)
+    if tables.run_curves is not None:
+        csv["run_curves"] = out_dir / "run_curves.csv"
+        tables.run_curves.to_csv(csv["run_curves"], index=False)
     if tables.agreement is not None:
         long = [
             {"stat": s, "kind": kind, "x": i, "y": j, "value": v}

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,22 +100,54 @@ def group_curves(
 ) -> pd.DataFrame:
     """Training-curve statistics per group: each run's ``metric`` smoothed with :func:`ewma` (``alpha=None``: raw, as
     for capacity loss), then :func:`seed_band` over the group's runs. Returns columns group, step, mean, min, max, n."""
-    for col in (run_col, group_col, step_col, metric):
-        if col not in table.columns:
-            raise ValueError(f"table has no column {col!r}; columns: {sorted(map(str, table.columns))}")
     parts = []
-    for group, gdf in table.groupby(group_col, sort=True):
-        raw = gdf.pivot_table(index=step_col, columns=run_col, values=metric, aggfunc="last").sort_index()
-        wide = raw
-        if alpha is not None:
-            # smooth each run along its own logged steps; where it did not log, the state carries but no point is shown
-            wide = raw.apply(lambda col: pd.Series(ewma(col.to_numpy(), alpha), index=col.index)).where(raw.notna())
+    for group, wide in _smoothed_runs(table, metric, run_col, group_col, step_col, alpha):
         band = seed_band(wide).reset_index().rename(columns={step_col: "step"})
         band.insert(0, "group", group)
         parts.append(band)
     if not parts:
         return pd.DataFrame(columns=["group", "step", "mean", "min", "max", "n"])
     return pd.concat(parts, ignore_index=True)
+
+
+def run_curves(
+    table: pd.DataFrame,
+    metric: str,
+    *,
+    run_col: str = "run",
+    group_col: str = "group",
+    step_col: str = "step",
+    alpha: float | None = 0.05,
+) -> pd.DataFrame:
+    """Each run's ``metric`` smoothed as in :func:`group_curves` (the per-seed lines under its band). Returns columns
+    group, run, step, value (logged steps only)."""
+    parts = []
+    for group, wide in _smoothed_runs(table, metric, run_col, group_col, step_col, alpha):
+        long = wide.reset_index().melt(id_vars=step_col, var_name="run", value_name="value").dropna(subset=["value"])
+        long = long.rename(columns={step_col: "step"})
+        long.insert(0, "group", group)
+        parts.append(long[["group", "run", "step", "value"]])
+    if not parts:
+        return pd.DataFrame(columns=["group", "run", "step", "value"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _smoothed_runs(
+    table: pd.DataFrame, metric: str, run_col: str, group_col: str, step_col: str, alpha: float | None
+) -> list[tuple[Any, pd.DataFrame]]:
+    """Per group: a frame indexed by step with one EWMA-smoothed column per run (NaN where the run did not log)."""
+    for col in (run_col, group_col, step_col, metric):
+        if col not in table.columns:
+            raise ValueError(f"table has no column {col!r}; columns: {sorted(map(str, table.columns))}")
+    out = []
+    for group, gdf in table.groupby(group_col, sort=True):
+        raw = gdf.pivot_table(index=step_col, columns=run_col, values=metric, aggfunc="last").sort_index()
+        wide = raw
+        if alpha is not None:
+            # smooth each run along its own logged steps; where it did not log, the state carries but no point is shown
+            wide = raw.apply(lambda col: pd.Series(ewma(col.to_numpy(), alpha), index=col.index)).where(raw.notna())
+        out.append((group, wide))
+    return out
 
 
 def last_fraction_mean(
