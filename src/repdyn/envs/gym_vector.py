@@ -74,10 +74,8 @@ class GymVectorEnv(EnvBase):
             observation=Unbounded(shape=(n, *obs_space.shape), dtype=torch.float32), shape=(n,)
         )
         if isinstance(act_space, gym.spaces.Discrete):
-            self.discrete = True
             self.action_spec = Categorical(int(act_space.n), shape=(n,), dtype=torch.int64)
         elif isinstance(act_space, gym.spaces.Box):
-            self.discrete = False
             low = torch.as_tensor(act_space.low, dtype=torch.float32).expand(n, *act_space.shape)
             high = torch.as_tensor(act_space.high, dtype=torch.float32).expand(n, *act_space.shape)
             self.action_spec = Bounded(low.clone(), high.clone(), shape=(n, *act_space.shape), dtype=torch.float32)
