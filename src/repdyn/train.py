@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from repdyn import checkpoint as ckpt
+from repdyn.collection import collector_state, load_collector_state
 from repdyn.config import ConfigError, register_configs, to_container, validate
 from repdyn.paths import CHECKPOINT_DIR, CONF_DIR, CONFIG_FILE, HISTORY_FILE, REPO_ROOT, SUMMARY_FILE
 
@@ -156,7 +157,7 @@ class Run:
             from repdyn.capacity import CapacityProbe
 
             self.capacity = CapacityProbe(cfg, self.run_dir, self.env)
-        self.collector = make_collector(self.env, self.agent.policy, self.batch_frames)
+        self.collector = make_collector(self.env, self.agent, self.batch_frames, cfg.train.collector)
         self.collector_iter = iter(self.collector)
 
     # --- checkpoint -----------------------------------------------------------------------------------------
@@ -180,9 +181,7 @@ class Run:
             "rng": ckpt.rng_state(),
             "env_transform": self.env.transform.state_dict(),
             "env_sim": get_env_state(self.env),
-            "carrier": self.collector._carrier.clone()
-            if getattr(self.collector, "_carrier", None) is not None
-            else None,
+            "carrier": collector_state(self.collector),
             "wandb_id": self.wandb_id,
         }
 
@@ -202,12 +201,9 @@ class Run:
         self.wall_before = c["wall_time"]
         self.env.transform.load_state_dict(state["env_transform"])
         exact = set_env_state(self.env, state["env_sim"])
-        if exact and state["carrier"] is not None:
-            self.collector._carrier = state["carrier"]
-        else:  # ALE: the simulator is not captured; re-seed deterministically from (seed, env steps)
+        if not exact:  # ALE: the simulator is not captured; re-seed deterministically from (seed, env steps)
             self.env.set_seed(self.cfg.seed + self.env_steps)
-            self.collector._carrier = None
-            self.collector.reset()
+        load_collector_state(self.collector, state["carrier"] if exact else None)
         ckpt.set_rng_state(state["rng"])
         self.wandb_id = state["wandb_id"]
 

@@ -118,6 +118,21 @@ class DQNAgent:
         self.nan_at_step: int | None = cfg.debug.inject_nan_at_step
         self._uses_extra_loss: bool | None = None
 
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
+        """The ε-greedy collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys
+        and random draws of :attr:`policy` (greedy action, then a uniform coin and a uniform action per env)."""
+        q, *reps = self.qnet(obs)
+        greedy = q.argmax(-1)
+        explore = torch.rand(greedy.shape) < self.egreedy.eps
+        action = torch.where(explore, torch.randint(0, self.n_actions, greedy.shape), greedy)
+        return {
+            "action_value": q,
+            **dict(zip(rep_keys("qnet"), reps, strict=True)),
+            "action": action,
+            "chosen_action_value": q.gather(-1, greedy.unsqueeze(-1)),
+        }
+
     # --- replay ---------------------------------------------------------------------------------------------
     def make_replay(self, capacity: int, writer: Writer | None = None) -> ReplayBuffer:
         """Uniform replay of ``capacity`` transitions; ``writer`` decides the slot of each new one (FIFO default)."""

@@ -15,12 +15,18 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 from torch import nn
-from torchrl.data import LazyTensorStorage, ReplayBuffer
-from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from repdyn.agents.losses import ppo_clip_objective
-from repdyn.agents.networks import ActorNet, CriticNet, build_body, build_collector_policy, make_dist
+from repdyn.agents.distributions import (
+    categorical_entropy,
+    categorical_log_prob,
+    categorical_sample,
+    tanh_normal_entropy_mc,
+    tanh_normal_log_prob,
+    tanh_normal_sample,
+)
+from repdyn.agents.networks import ActorNet, CriticNet, build_body, build_collector_policy, make_dist, rep_keys
 from repdyn.metrics.trust_region import trust_region_metrics
 
 
@@ -40,6 +46,7 @@ class UpdateResult:
     ratios: torch.Tensor | None = None
 
 
+_STEP_STATS = ("loss/policy", "loss/value", "ppo/entropy", "loss/total", "ppo/approx_kl_k1", "ppo/approx_kl_k3")
 UPDATE_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "actor", "critic")
 
 
@@ -54,6 +61,9 @@ class PPOAgent:
         act_dim = spec.shape[-1] if self.continuous else int(spec.space.n)
         self.low = spec.space.low[0] if self.continuous else None
         self.high = spec.space.high[0] if self.continuous else None
+        # the written-out TanhNormal skips the affine map for the box [-1, 1] (as torchrl's TanhNormal does)
+        trivial = self.continuous and bool((self.low == -1).all() and (self.high == 1).all())
+        self.box = (None, None) if trivial else (self.low, self.high)
         out_dim = 2 * act_dim if self.continuous else act_dim
         self.actor = ActorNet(build_body(cfg.model, obs_shape, out_dim, 0.01), self.continuous, cfg.model.min_scale)
         self.critic = CriticNet(build_body(cfg.model, obs_shape, 1, 1.0))
@@ -64,17 +74,37 @@ class PPOAgent:
         }
         self.networks: dict[str, nn.Module] = {"actor": self.actor, "critic": self.critic}
         batch = cfg.env.num_envs * cfg.env.frames_per_env
-        self.buffer = ReplayBuffer(
-            storage=LazyTensorStorage(batch),
-            sampler=SamplerWithoutReplacement(drop_last=True),
-            batch_size=self.acfg.minibatch_size,
-        )
         self.minibatches_per_epoch = batch // self.acfg.minibatch_size
         self.nan_at_step: int | None = cfg.debug.inject_nan_at_step
 
     def _adam(self, params: Any) -> torch.optim.Adam:
         a = self.acfg
-        return torch.optim.Adam(params, lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps)
+        # fused: one kernel per Adam step (measured 166 us vs 261 foreach vs 506 for the default loop, 2x64 MLP)
+        return torch.optim.Adam(params, lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps, fused=True)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
+        """The collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys and the
+        random draws of :attr:`policy` (actor, a sample and its log-probability, critic)."""
+        out = self.actor(obs)
+        if self.continuous:
+            loc, scale = out[0], out[1]
+            action = tanh_normal_sample(loc, scale, *self.box)
+            log_prob = tanh_normal_log_prob(action, loc, scale, *self.box)
+            params = {"loc": loc, "scale": scale}
+        else:
+            action = categorical_sample(out[0])
+            log_prob = categorical_log_prob(out[0], action)
+            params = {"logits": out[0]}
+        value, *critic_reps = self.critic(obs)
+        return {
+            **params,
+            **dict(zip(rep_keys("actor"), out[len(params) :], strict=True)),
+            "action": action,
+            "action_log_prob": log_prob,
+            "state_value": value,
+            **dict(zip(rep_keys("critic"), critic_reps, strict=True)),
+        }
 
     @torch.no_grad()
     def process_batch(self, batch: TensorDict) -> None:
@@ -92,30 +122,46 @@ class PPOAgent:
         batch.set("advantage", adv)
         batch.set("value_target", target)
 
+    def log_prob(self, actor_out: tuple[torch.Tensor, ...], action: torch.Tensor) -> torch.Tensor:
+        """log π(action | s) from an actor output (written-out distribution math, see agents/distributions.py)."""
+        if self.continuous:
+            return tanh_normal_log_prob(action, actor_out[0], actor_out[1], *self.box)
+        return categorical_log_prob(actor_out[0], action)
+
+    def entropy(self, actor_out: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Per-state policy entropy: analytic (categorical) or a 1-sample Monte-Carlo estimate (TanhNormal)."""
+        if self.continuous:
+            return tanh_normal_entropy_mc(actor_out[0], actor_out[1], *self.box)
+        return categorical_entropy(actor_out[0])
+
     def update(self, batch: TensorDict, env_steps: int, hooks: Any) -> UpdateResult:
-        """``epochs`` passes of minibatch Adam steps over the batch; returns logged scalars and all ratios."""
+        """``epochs`` passes of minibatch Adam steps over the batch (minibatches: consecutive slices of a fresh
+        permutation each epoch, the last partial one dropped); returns logged scalars and all ratios."""
         a = self.acfg
         flat = batch.select(*UPDATE_KEYS, strict=False).reshape(-1)
-        self.buffer.empty()
-        self.buffer.extend(flat)
-        ratios, sums = [], {}
+        obs, action, old_log_prob = flat["observation"], flat["action"], flat["action_log_prob"]
+        advantage, target = flat["advantage"].squeeze(-1), flat["value_target"]
+        hooks_add_loss = _adds_loss(hooks)
+        size = a.minibatch_size
+        ratios, rows, extra_sums = [], [], {}
         poison = self.nan_at_step is not None and env_steps >= self.nan_at_step
         for _ in range(a.epochs):
-            for _ in range(self.minibatches_per_epoch):
-                mb = self.buffer.sample()
-                actor_out = self.actor(mb["observation"])
-                dist = make_dist(self.actor, actor_out, self.low, self.high)
-                log_prob = dist.log_prob(mb["action"])
-                adv = mb["advantage"].squeeze(-1)
+            perm = torch.randperm(flat.shape[0])
+            for i in range(self.minibatches_per_epoch):
+                idx = perm[i * size : (i + 1) * size]
+                mb_obs, mb_old_log_prob = obs[idx], old_log_prob[idx]
+                actor_out = self.actor(mb_obs)
+                log_prob = self.log_prob(actor_out, action[idx])
+                adv = advantage[idx]
                 if a.normalize_advantage:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                objective, ratio = ppo_clip_objective(log_prob, mb["action_log_prob"], adv, a.clip_eps)
+                objective, ratio = ppo_clip_objective(log_prob, mb_old_log_prob, adv, a.clip_eps)
                 policy_loss = -objective.mean()
-                entropy = _entropy(dist).mean()
-                critic_out = self.critic(mb["observation"])
-                value_loss = (critic_out[0] - mb["value_target"]).pow(2).mean()
+                entropy = self.entropy(actor_out).mean()
+                critic_out = self.critic(mb_obs)
+                value_loss = (critic_out[0] - target[idx]).pow(2).mean()
                 loss = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy
-                extras = hooks.extra_loss(mb, {"actor": actor_out, "critic": critic_out})
+                extras = hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if hooks_add_loss else {}
                 for v in extras.values():
                     loss = loss + v
                 if poison:
@@ -126,33 +172,32 @@ class PPOAgent:
                 for opt in self.optimizers.values():
                     opt.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norms = {}
-                # clip per optimizer, not per network: with a shared trunk (or InFeR heads) a network's parameters
-                # span several optimizers, and clipping by network would rescale the shared ones twice
-                for name, opt in self.optimizers.items():
-                    params = [p for g in opt.param_groups for p in g["params"]]
-                    gn = nn.utils.clip_grad_norm_(params, a.max_grad_norm)
-                    if not torch.isfinite(gn):
-                        raise Diverged(f"opt/{name}/grad_norm")
-                    grad_norms[f"opt/{name}/grad_norm"] = gn
+                grad_norms = self._clip_grads()
                 for opt in self.optimizers.values():
                     opt.step()
-                log_ratio = log_prob.detach() - mb["action_log_prob"]
+                log_ratio = log_prob.detach() - mb_old_log_prob
                 ratios.append(ratio.detach())
-                step_stats = {
-                    "loss/policy": policy_loss.detach(),
-                    "loss/value": value_loss.detach(),
-                    "ppo/entropy": entropy.detach(),
-                    "loss/total": loss.detach(),
-                    "ppo/approx_kl_k1": (-log_ratio).mean(),
-                    "ppo/approx_kl_k3": ((log_ratio.exp() - 1) - log_ratio).mean(),
-                    **grad_norms,
-                    **{f"loss/{k}": v.detach() for k, v in extras.items()},
-                }
-                for k, v in step_stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                # one stacked row per step, summed once at the end (instead of a dozen scalar adds per step)
+                rows.append(
+                    torch.stack(
+                        [
+                            policy_loss.detach(),
+                            value_loss.detach(),
+                            entropy.detach(),
+                            loss.detach(),
+                            (-log_ratio).mean(),
+                            ((log_ratio.exp() - 1) - log_ratio).mean(),
+                            *grad_norms,
+                        ]
+                    )
+                )
+                for k, v in extras.items():
+                    extra_sums[k] = extra_sums.get(k, 0.0) + v.detach()
         n = a.epochs * self.minibatches_per_epoch
-        scalars = {k: float(v) / n for k, v in sums.items()}
+        means = (torch.stack(rows).sum(0) / n).tolist()
+        names = [*_STEP_STATS, *(f"opt/{k}/grad_norm" for k in self.optimizers)]
+        scalars = dict(zip(names, means, strict=True))
+        scalars.update({f"loss/{k}": float(v) / n for k, v in extra_sums.items()})
         all_ratios = torch.cat(ratios)
         scalars["ppo/clip_fraction"] = float(((all_ratios - 1).abs() > a.clip_eps).float().mean())
         scalars["ppo/objective_last"] = float(objective.detach().mean())
@@ -161,6 +206,19 @@ class PPOAgent:
         tr = trust_region_metrics(all_ratios, a.clip_eps, self.continuous)
         scalars.update({f"trust_region/{k}": v for k, v in tr.items()})
         return UpdateResult(scalars, all_ratios)
+
+    def _clip_grads(self) -> list[torch.Tensor]:
+        """Clip per optimizer, not per network: with a shared trunk (or InFeR heads) a network's parameters span
+        several optimizers, and clipping by network would rescale the shared ones twice. Returns the norms before
+        clipping; a non-finite one ends the run."""
+        norms = []
+        for name, opt in self.optimizers.items():
+            params = [p for g in opt.param_groups for p in g["params"]]
+            gn = nn.utils.clip_grad_norm_(params, self.acfg.max_grad_norm, foreach=True)
+            if not torch.isfinite(gn):
+                raise Diverged(f"opt/{name}/grad_norm")
+            norms.append(gn)
+        return norms
 
     # --- metric views (used by repdyn.monitor) ---------------------------------------------------------------
     def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
@@ -243,9 +301,8 @@ class PPOAgent:
             o.load_state_dict(state["optimizers"][k])
 
 
-def _entropy(dist: Any) -> torch.Tensor:
-    """Analytic entropy when the distribution has one, else a 1-sample Monte-Carlo estimate (TanhNormal, SPEC §2)."""
-    try:
-        return dist.entropy()
-    except NotImplementedError:
-        return -dist.log_prob(dist.rsample())
+def _adds_loss(hooks: Any) -> bool:
+    """Whether an intervention contributes an extra loss term (only then is a minibatch TensorDict built for it)."""
+    from repdyn.interventions import Intervention
+
+    return any(type(i).extra_loss is not Intervention.extra_loss for i in getattr(hooks, "items", []))

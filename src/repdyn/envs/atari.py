@@ -180,32 +180,29 @@ class ALEVectorEnv(EnvBase):
         if seed is not None:
             self._seed = int(seed)
 
-    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
-        partial = tensordict is not None and "_reset" in tensordict.keys() and self._last_obs is not None
-        if not partial:
+    def reset_tensors(self, partial: bool = False) -> dict[str, torch.Tensor]:
+        """Plain-tensor reset (the lean collector's entry point; ``_reset`` wraps it in a TensorDict).
+
+        ``partial``: masked sub-envs were already reset by the emulator inside their terminal step (SameStep), or,
+        for a life-loss "termination", simply continue; the cached obs is the current one for every sub-env."""
+        if not partial or self._last_obs is None:
             obs, info = self._vec.reset(seed=self._seed)
             self._last_obs = obs
             self._last_frame = info["episode_frame_number"].astype(np.int64)
             self._lives = info["lives"].astype(np.int64)
-        # Partial reset: masked sub-envs were already reset by the emulator inside their terminal step (SameStep), or,
-        # for a life-loss "termination", simply continue; the cached obs is the current one for every sub-env.
         n = self.batch_size[0]
         zeros_b = torch.zeros((n, 1), dtype=torch.bool, device=self.device)
-        return TensorDict(
-            {
-                "observation": self._to(self._last_obs),
-                "reward_raw": torch.zeros((n, 1), dtype=torch.float32, device=self.device),
-                "episode_frame_number": self._to(self._last_frame[:, None].copy()),
-                "done": zeros_b,
-                "terminated": zeros_b.clone(),
-                "truncated": zeros_b.clone(),
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        return {
+            "observation": self._to(self._last_obs),
+            "reward_raw": torch.zeros((n, 1), dtype=torch.float32, device=self.device),
+            "episode_frame_number": self._to(self._last_frame[:, None].copy()),
+            "done": zeros_b,
+            "terminated": zeros_b.clone(),
+            "truncated": zeros_b.clone(),
+        }
 
-    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        action = tensordict.get("action")
+    def step_tensors(self, action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Plain-tensor step: the keys of the module docstring (final observation where an episode ended)."""
         if action.shape[-1] == self.num_actions and action.dim() == 2:  # tolerate one-hot policies
             action = action.argmax(-1)
         obs, reward, terminated, truncated, info = self._vec.step(action.reshape(-1).cpu().numpy().astype(np.int64))
@@ -223,19 +220,22 @@ class ALEVectorEnv(EnvBase):
         raw = reward.astype(np.float32)[:, None]
         term = self._to(terminated[:, None].copy())
         trunc = self._to(truncated[:, None].copy()) & ~term
-        return TensorDict(
-            {
-                "observation": self._to(next_obs),
-                "reward": self._to(np.sign(raw) if self.reward_sign else raw.copy()),
-                "reward_raw": self._to(raw),
-                "episode_frame_number": self._to(self._last_frame[:, None].copy()),
-                "done": term | trunc,
-                "terminated": term,
-                "truncated": trunc,
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        return {
+            "observation": self._to(next_obs),
+            "reward": self._to(np.sign(raw) if self.reward_sign else raw.copy()),
+            "reward_raw": self._to(raw),
+            "episode_frame_number": self._to(self._last_frame[:, None].copy()),
+            "done": term | trunc,
+            "terminated": term,
+            "truncated": trunc,
+        }
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        partial = tensordict is not None and "_reset" in tensordict.keys()
+        return TensorDict(self.reset_tensors(partial), batch_size=self.batch_size, device=self.device)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return TensorDict(self.step_tensors(tensordict.get("action")), batch_size=self.batch_size, device=self.device)
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         vec = getattr(self, "_vec", None)

@@ -92,39 +92,43 @@ class GymVectorEnv(EnvBase):
     def _obs(self, obs: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(obs, dtype=np.float32))
 
-    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
-        if tensordict is not None and "_reset" in tensordict.keys():
-            # Partial reset after a done: gymnasium already reset those sub-envs inside their last step (SAME_STEP);
-            # the vector env's current observations are the post-reset ones (and the others' carried ones).
+    def reset_tensors(self, partial: bool = False) -> dict[str, torch.Tensor]:
+        """Plain-tensor reset (the lean collector's entry point): ``observation`` and all-False flags.
+
+        ``partial``: the sub-envs that ended in the last step were already reset by gymnasium inside that step
+        (SAME_STEP); the vector env's current observations are the post-reset ones (and the others' carried ones)."""
+        if partial:
             obs = np.stack(self._env._env_obs)
         else:
             obs, _ = self._env.reset(seed=self._pending_seed)
             self._pending_seed = None
         zeros = torch.zeros((*self.batch_size, 1), dtype=torch.bool)
-        return TensorDict(
-            {"observation": self._obs(obs), "done": zeros, "terminated": zeros.clone(), "truncated": zeros.clone()},
-            batch_size=self.batch_size,
-        )
+        return {"observation": self._obs(obs), "done": zeros, "terminated": zeros.clone(), "truncated": zeros.clone()}
 
-    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        action = tensordict.get("action").numpy()
-        obs, reward, terminated, truncated, info = self._env.step(action)
+    def step_tensors(self, action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Plain-tensor step: ``observation`` (the final one for sub-envs whose episode just ended), ``reward``
+        ``[N, 1]`` and the flags ``[N, 1]``."""
+        obs, reward, terminated, truncated, info = self._env.step(action.numpy())
         if "_final_obs" in info:  # some sub-envs finished: their last observation is not the returned one
             ended = info["_final_obs"]
             obs = obs.copy()
             obs[ended] = np.stack(info["final_obs"][ended])
-        term = torch.from_numpy(terminated)[:, None]
-        trunc = torch.from_numpy(truncated)[:, None] & ~term
-        return TensorDict(
-            {
-                "observation": self._obs(obs),
-                "reward": torch.from_numpy(np.asarray(reward, dtype=np.float32))[:, None],
-                "done": term | trunc,
-                "terminated": term,
-                "truncated": trunc,
-            },
-            batch_size=self.batch_size,
-        )
+        # flags in numpy: a handful of tiny numpy ops cost less than the same torch ops (this runs every env step)
+        trunc = truncated & ~terminated
+        return {
+            "observation": self._obs(obs),
+            "reward": torch.from_numpy(np.asarray(reward, dtype=np.float32)[:, None]),
+            "done": torch.from_numpy((terminated | trunc)[:, None]),
+            "terminated": torch.from_numpy(terminated[:, None]),
+            "truncated": torch.from_numpy(trunc[:, None]),
+        }
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        partial = tensordict is not None and "_reset" in tensordict.keys()
+        return TensorDict(self.reset_tensors(partial), batch_size=self.batch_size)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return TensorDict(self.step_tensors(tensordict.get("action")), batch_size=self.batch_size)
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         vec = getattr(self, "_env", None)
