@@ -1,4 +1,4 @@
-"""Capacity-loss probe (SPEC §3; seed 002_0c42dbebb091a015 §2, App. B.2), in training and offline.
+"""Capacity-loss probe (docs/metrics.md#capacity-loss; Moalla et al. 2024 §2, App. B.2), in training and offline.
 
 Per run, once: a target agent with the agent's architecture, freshly initialised from a seed-derived generator, and a
 dataset of observations from rolling out the *target's* policy (``env.capacity_samples`` agent steps over

@@ -27,10 +27,10 @@ class EnvConfig:
     num_envs: int = 2
     frames_per_env: int = 1024  # rollout length per env; a batch is num_envs × frames_per_env env steps
     max_episode_steps: int | None = None
-    obs_norm: bool = False  # standardise observations with stats from random steps, then frozen (SPEC §7)
+    obs_norm: bool = False  # standardise observations with stats from random steps, then frozen (docs/experiments.md)
     obs_norm_steps: int = 4000
     atari: dict[str, Any] = field(default_factory=dict)  # keyword args of repdyn.envs.atari.make_atari_env
-    # capacity-loss probe dataset (SPEC §3): agent steps rolled out by the random target policy, its envs, fit epochs
+    # capacity-loss probe (docs/metrics.md#capacity-loss): agent steps rolled out by the target policy, its envs, epochs
     capacity_samples: int = 4000
     capacity_num_envs: int = 4
     capacity_epochs: int = 4
@@ -50,7 +50,7 @@ class PPOConfig:
     clip_eps: float = 0.2
     entropy_coef: float = 0.0
     value_coef: float = 0.5
-    normalize_advantage: bool = True  # per minibatch (SPEC §7)
+    normalize_advantage: bool = True  # per minibatch (docs/experiments.md)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Representation metrics of a batch at "start" (stored at rollout), "end" (after the update) and "diff" (SPEC §1).
+"""Representation metrics of a batch at "start" (stored at rollout), "end" (after the update) and "diff".
 
 "start" reads the features/pre-activations the collector stored (π_old's forward), so it costs no network pass; "end"
 runs one no-grad forward of the same observations through the updated networks. The agent supplies the views
@@ -23,7 +23,7 @@ def _split(preacts_all: torch.Tensor, preact: torch.Tensor) -> tuple[torch.Tenso
 
 
 def representation_batch(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> TensorDict:
-    """The states the representation metrics see: the collected batch for on-policy agents (seed 002 App. B), or the
+    """The states the representation metrics see: the collected batch for on-policy agents (Moalla App. B), or the
     agent's own sample when it has one (DQN: ``metrics.replay_samples`` replay states, as Lyle et al. 2022 measure
     feature rank on replay; its collected batch is only a few env steps). Drawn before the update, reused after it."""
     if hasattr(agent, "representation_data"):
@@ -41,7 +41,7 @@ def shared_trunk(agent: Any) -> bool:
 def batch_metrics(batch: TensorDict, agent: Any, mcfg: Any, phase: str) -> tuple[dict[str, float], dict]:
     """Metrics for ``phase`` in {"start", "end"}; returns (log record, per-network outputs for the diff).
 
-    With a shared trunk the representation metrics are the trunk's, logged once under ``trunk`` (SPEC §1); the actor
+    With a shared trunk the representation metrics are the trunk's, logged once under ``trunk``; the actor
     and critic then keep only their head statistics (policy variance, value mean/std)."""
     flat = batch.reshape(-1)
     obs = flat["observation"]
@@ -89,14 +89,14 @@ def drift_metrics(start: dict, end: dict) -> dict[str, float]:
 
 def probe_source(batch: TensorDict, agent: Any, n: int, generator: torch.Generator) -> TensorDict:
     """Transitions the NTK / update-rank probes draw from: the agent's own source when it has one (DQN: ``n``
-    replay samples, seed 000 §3.3), else the collected batch, flattened."""
+    replay samples, Jansson 2025 §3.3), else the collected batch, flattened."""
     if hasattr(agent, "probe_data"):
         return agent.probe_data(batch, n, generator)
     return batch.reshape(-1)
 
 
 def ntk_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> dict[str, float]:
-    """eNTK trace/entropy (and alignment to the value targets) on ``ntk_samples`` states of the batch (SPEC §4)."""
+    """eNTK trace/entropy (and alignment to the value targets) on ``ntk_samples`` states of the batch (see docs)."""
     from repdyn.metrics.ntk import ntk_summary
 
     flat = probe_source(batch, agent, mcfg.ntk_samples, generator)
@@ -111,7 +111,7 @@ def ntk_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Genera
 
 
 def update_rank_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> dict[str, float]:
-    """Update rank (SPEC §5): k one-step updates from the current parameters and Adam state, on probe states."""
+    """Update rank (docs/metrics.md#update-rank): k one-step updates from the current parameters and Adam state."""
     from repdyn.metrics.update_rank import update_rank_metrics
 
     flat = probe_source(batch, agent, mcfg.update_rank_k + mcfg.update_rank_probe, generator)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# One Hydra tree for every entry point (DESIGN.md); the package is installed editable (`pip install -e .`).
+# One Hydra tree for every entry point (docs/architecture.md#layout); the package is installed editable.
 CONF_DIR = REPO_ROOT / "conf"
 
 HISTORY_FILE = "history.jsonl"

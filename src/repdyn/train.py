@@ -283,7 +283,7 @@ class Run:
         )
         t_start, steps_start, metric_time = time.time(), self.env_steps, 0.0
         if "capacity" in cad and self.env_steps == 0 and cad["capacity"].next == 0:
-            self._log(self.capacity.probe(self.agent, 0))  # the initial network: point 0 of the 41 (SPEC §3)
+            self._log(self.capacity.probe(self.agent, 0))  # the initial network: point 0 of the 41
             cad["capacity"].advance(0)
             self.save_checkpoint(keep=True)
         while self.env_steps < self.total:

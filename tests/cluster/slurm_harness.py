@@ -23,7 +23,7 @@ TINY_APP = (sys.executable, str(Path(__file__).with_name("tiny_app.py")))
 TRAIN_APP = (sys.executable, "-m", "repdyn.train")
 SLURM_DIR = Path(os.environ.get("REPDYN_SLURM_DIR", "/tmp/repdyn-slurm"))
 # A tiny but complete training run: CartPole PPO, 512 env steps per batch, representation metrics at every batch
-# (SPEC's 0.1% cadence rounds up to one log per batch), no capacity probes. ~0.5 s per batch on a free core.
+# (the paper's 0.1% cadence rounds up to one log per batch), no capacity probes. ~0.5 s per batch on a free core.
 TINY_TRAIN = (
     "env=classic/cartpole",
     "agent.epochs=2",

@@ -1,4 +1,4 @@
-"""A few hundred random steps of the ALE env through ``torchrl.collectors.Collector`` (SPEC §7, issue 4).
+"""A few hundred random steps of the ALE env through ``torchrl.collectors.Collector`` (issue 4).
 
 The point is the autoreset contract: every transition torchrl records must belong to one episode. With frame stacking
 this is checkable without the emulator: the next stack of a transition is its current stack shifted by one frame

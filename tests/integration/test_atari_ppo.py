@@ -1,5 +1,5 @@
 """PPO on ALE through the real CLI (issue 4 "must show"): the env's episode bookkeeping, a tiny PPO-Atari run with a
-complete history, and the collapse presets compose to the paper's sweeps (seed 002 App. B Tables 2-3)."""
+complete history, and the collapse presets compose to the paper's sweeps (Moalla et al. 2024 App. B Tables 2-3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Capacity loss inside training at its cadence, and offline over the run's checkpoints (issue 3, SPEC §3)."""
+"""Capacity loss inside training at its cadence, and offline over the run's checkpoints (issue 3; see docs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Statistics of the collapse figures vs hand-computed values (SPEC §8; seed 002_0c42dbebb091a015 App. B.3, E.2)."""
+"""Statistics of the collapse figures vs hand-computed values (docs/experiments.md#figure-statistics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ALE env family (SPEC §7, seed 002_0c42dbebb091a015 App. B Table 2): settings are checked against the emulator.
+"""ALE env family (Moalla et al. 2024 App. B Table 2): settings are checked against the emulator.
 
 The reference is a bare ``ale_py.ALEInterface`` configured by hand (its ``getFloat("repeat_action_probability")`` and
 ``getInt("frame_skip")`` are read back) and stepped frame by frame; our env must reproduce its screens, rewards and

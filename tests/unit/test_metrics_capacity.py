@@ -1,4 +1,4 @@
-"""Capacity loss fitting (SPEC §3): ~0 when the checkpoint equals the target, exact KL formulas, pure w.r.t. inputs."""
+"""Capacity loss fitting: ~0 when the checkpoint equals the target, exact KL formulas, pure w.r.t. inputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Norms, drift, policy variance, value stats and the combined representation record (SPEC §1)."""
+"""Norms, drift, policy variance, value stats and the combined representation record (docs/metrics.md#norms)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Empirical NTK (SPEC §4) against closed forms and an explicit per-sample autograd loop, in float64."""
+"""Empirical NTK (docs/metrics.md) against closed forms and an explicit per-sample autograd loop, in float64."""
 
 from __future__ import annotations
 

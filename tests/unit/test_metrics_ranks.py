@@ -1,4 +1,4 @@
-"""Rank metrics (SPEC §1) against a float64 numpy reference on matrices of exact rank and known singular values."""
+"""Rank metrics against a float64 numpy reference on matrices of exact rank and known singular values."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from repdyn.metrics.ranks import RANK_KEYS, rank_metrics, rank_metrics_batched
 
 
 def numpy_reference(phi: np.ndarray, delta: float) -> dict[str, float]:
-    """Independent float64 implementation of SPEC §1 (zero matrix: every rank 0)."""
+    """Independent float64 implementation of the rank metrics (zero matrix: every rank 0)."""
     n, d = phi.shape
     s = np.linalg.svd(phi, compute_uv=False)
     if s.sum() == 0:

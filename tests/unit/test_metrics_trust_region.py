@@ -1,4 +1,4 @@
-"""Trust-region statistics (SPEC §2) on hand-made ratio vectors."""
+"""Trust-region statistics (docs/metrics.md#trust-region) on hand-made ratio vectors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dead and dormant units (SPEC §1) on hand-made batches with planted units."""
+"""Dead and dormant units (docs/metrics.md#dead-and-dormant-units) on hand-made batches with planted units."""
 
 from __future__ import annotations
 

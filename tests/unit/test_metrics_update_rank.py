@@ -1,4 +1,4 @@
-"""Update-rank matrix (SPEC §5; seed 003 §5.1): tabular → diagonal/full rank, one parameter → rank 1, and the
+"""Update-rank matrix (Lyle et al. 2022b §5.1): tabular → diagonal/full rank, one parameter → rank 1, and the
 functional optimizer step equals torch.optim's own step taken on a deep copy."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_tabular_update_matrix_is_diagonal_and_full_rank(opt_cls) -> None:
 
 def test_tabular_adam_moments_are_included() -> None:
     """With Adam state from earlier steps every θ_i also moves along the old momentum: off-diagonal entries of a column
-    are the same momentum-only change for every i (seed 003 §5.1: "constant terms in the update matrix")."""
+    are the same momentum-only change for every i (Lyle et al. 2022b §5.1: "constant terms in the update matrix")."""
     model, batch, eye = tabular()
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
     for _ in range(2):

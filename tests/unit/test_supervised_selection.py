@@ -1,4 +1,4 @@
-"""Selection rules of seed 000 §3.6: swap search never lowers its metric; top-n by K(x, x) maximises the trace."""
+"""Selection rules of Jansson 2025 §3.6: swap search never lowers its metric; top-n by K(x, x) maximises the trace."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tabular / kernel TD closed forms (seed 003 §4.1-4.2) against Euler integration and known answers."""
+"""Tabular / kernel TD closed forms (Lyle et al. 2022b §4.1-4.2) against Euler integration and known answers."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_kernel_td_closed_form_matches_euler_and_untrained_states_follow_kernel(
         v = v + dt * (A @ v + c)
     closed = linear_ode_solution(A, c, v0, [1.0])[0]
     assert torch.allclose(closed, v, atol=1e-4)
-    # Seed 003 eq. 51: test-state changes are the kernel interpolation of train-state changes, V_t(test) − V_0(test)
+    # Lyle 2022b eq. 51: test-state changes are the kernel interpolation of train-state changes, V_t(test) − V_0(test)
     # = K(test, tr) K(tr, tr)^{-1} (V_t(tr) − V_0(tr)).
     test = torch.arange(7, 10)
     interp = K[test][:, train] @ torch.linalg.solve(K[train][:, train], closed[train] - v0[train])

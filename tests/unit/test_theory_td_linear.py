@@ -1,4 +1,4 @@
-"""Linearised TD closed forms (seed 004 §4, App. A-C) against the Bellman equation, a simulation of the linear ODE in
+"""Linearised TD closed forms (Anonymous 2023 §4, A-C) against the Bellman equation, a simulation of the linear ODE in
 parameter space, the paper's own eq. 43, exact moments of a linear model, and the infinite-width kernels."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_gamma_zero_reduces_to_kernel_regression() -> None:
     blocks = KernelBlocks.from_full(allj @ allj.T, 6, 6)
     M = dual_matrices(blocks, g0, 0.1, [math.inf])
     q = linearised_predictions(q0["x"], q0["x"], q0["xp"], r, g0, eval_operator(blocks, g0), M)
-    assert torch.allclose(q[0], r, atol=1e-8)  # seed 004 eq. 33
+    assert torch.allclose(q[0], r, atol=1e-8)  # Anonymous 2023 eq. 33
 
 
 @pytest.mark.parametrize(("mode", "tau"), [("single", 0.0), ("target", 0.3), ("target", 0.0)])

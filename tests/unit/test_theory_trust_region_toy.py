@@ -1,4 +1,4 @@
-"""PPO trust-region toy (seed 002 App. C): autograd + shared PPO loss vs the closed-form update."""
+"""PPO trust-region toy (Moalla et al. 2024 App. C): autograd + shared PPO loss vs the closed-form update."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 
 Settings. ``conf/agent/dqn.yaml`` (classic control) follows rl-baselines3-zoo's tuned ``Acrobot-v1`` DQN (lr 6.3e-4,
 minibatch 128, replay 50k, target copy every 250 gradient steps, one gradient step per env step, ε 1 → 0.1, Huber
-loss, grad-norm clip 10) with the 2×64 ReLU Q-network of Stable-Baselines3, which seed 000_3432071918b9072a §3.1 used
+loss, grad-norm clip 10) with the 2×64 ReLU Q-network of Stable-Baselines3, which Jansson 2025 §3.1 used
 ("two hidden layers of width 64"). ``conf/agent/dqn_atari.yaml`` follows the Dopamine DQN of Lyle et al. 2022
 (Nature CNN, 1M replay, target copy every 8,000 agent steps = 2,000 gradient steps at one step per 4 env steps,
 Adam lr 6.25e-5 eps 1.5e-4, minibatch 32, 20k warm-up, ε 1 → 0.01 over 250k steps).
@@ -21,9 +21,9 @@ the Nature CNN; kept for its target-network handling, double DQN and value estim
 
 Choices: ε is set from the closed-form linear schedule at each batch (``EGreedyModule.step(frames)`` loops once per
 frame); torchrl's ``HardUpdate`` copies on every (interval + 1)-th call of ``step()``, so it gets ``interval − 1``
-and ``target_update_interval`` means what it says (tested). The representation metrics (SPEC §1) run on
-``metrics.replay_samples`` replay states (:meth:`DQNAgent.representation_data`), the eNTK (SPEC §4) and the update-rank
-matrix (SPEC §5) on replay samples too (seed 000 §3.3: "1000 data points from the replay buffer"), see
+and ``target_update_interval`` means what it says (tested). The representation metrics (docs/metrics.md) run on
+``metrics.replay_samples`` replay states (:meth:`DQNAgent.representation_data`), the eNTK and the update-rank matrix
+on replay samples too (Jansson 2025 §3.3: "1000 data points from the replay buffer"), see
 :meth:`DQNAgent.probe_data`.
 """
 
@@ -274,7 +274,7 @@ class DQNAgent:
 
     def probe_data(self, batch: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
         """:meth:`representation_data` with the TD targets as ``value_target`` (the y of kernel alignment): the eNTK /
-        update-rank sample of seed 000 §3.3 ("1000 data points from the replay buffer")."""
+        update-rank sample of Jansson 2025 §3.3 ("1000 data points from the replay buffer")."""
         flat = self.representation_data(batch, n, generator).clone()
         flat.set("value_target", self.td_targets(flat).unsqueeze(-1))
         return flat
@@ -288,7 +288,7 @@ class DQNAgent:
 
     def update_rank_views(self, flat: TensorDict) -> dict[str, dict[str, Any]]:
         """One-sample TD losses (the training loss function on Q(s, a) vs the frozen TD target) for the update
-        matrix; output Q reduced by ``metrics.update_rank_q_reduction`` (SPEC §5: max over actions by default).
+        matrix; output Q reduced by ``metrics.update_rank_q_reduction`` (max over actions by default).
         Gradient clipping is not part of the probed step (the functional step is Adam's update alone)."""
         targets = self.td_targets(flat)
         huber = self.acfg.loss == "huber"
@@ -310,7 +310,7 @@ class DQNAgent:
         }
 
     def capacity_kinds(self) -> dict[str, str]:
-        """Capacity probe (SPEC §3; Lyle et al. 2022): regress all Q-values onto a random target network's (L2)."""
+        """Capacity probe (Lyle et al. 2022; docs/metrics.md): fit all Q-values to a random target network's (L2)."""
         return {"qnet": "critic"}
 
     # --- checkpoint -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Loss pieces shared by the PPO agent and the theory toy (seed 002_0c42dbebb091a015 §2, App. C)."""
+"""Loss pieces shared by the PPO agent and the theory toy (Moalla et al. 2024 §2, App. C, arXiv:2405.00662)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def ppo_clip_objective(
     """Per-sample PPO-Clip surrogate L = min(r·A, clip(r, 1−ε, 1+ε)·A), r = exp(log π_θ − log π_old).
 
     Returns ``(objective, ratio)``; the loss to minimise is ``-objective.mean()``. ``ratio`` is returned so the
-    trust-region statistics of SPEC §2 see every sample of the optimisation phase without recomputation.
+    trust-region statistics (docs/metrics.md#trust-region) see every sample of the optimisation phase.
     """
     ratio = torch.exp(log_prob - old_log_prob)
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)

@@ -2,7 +2,7 @@
 
 The collector runs actor AND critic on every state, so the rollout already holds π_old's and V_old's features and
 pre-activations (keys ``("actor", "features")``, ``("actor", "preact")``, ``("actor", "preacts_all")`` and the
-``critic`` twins): "start" metrics and PFO need no second pass (SPEC §1, §6).
+``critic`` twins): "start" metrics and PFO need no second pass (docs/metrics.md#conventions).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def build_body(model_cfg: Any, in_shape: tuple[int, ...], out_dim: int, head_gai
 
 
 class ActorNet(nn.Module):
-    """Policy head: categorical logits, or TanhNormal (loc, softplus scale) with state-dependent std (SPEC §7)."""
+    """Policy head: categorical logits, or TanhNormal (loc, softplus scale) with state-dependent std (Moalla App. B)."""
 
     def __init__(self, body: nn.Module, continuous: bool, min_scale: float = 1e-4) -> None:
         super().__init__()

@@ -1,7 +1,7 @@
-"""PPO-Clip (seed 002_0c42dbebb091a015 §2, App. B) on torchrl parts: collector policy, GAE, replay buffer.
+"""PPO-Clip (Moalla et al. 2024 §2, App. B, arXiv:2405.00662) on torchrl parts: collector policy, GAE, replay buffer.
 
 The update loop is written out here instead of using ``torchrl.objectives.ClipPPOLoss`` because the paper's metrics need
-per-sample probability ratios of every minibatch of every epoch (SPEC §2) and the actor's pre-activations under θ for
+per-sample probability ratios of every minibatch of every epoch and the actor's pre-activations under θ for
 PFO from the same forward pass; ClipPPOLoss returns neither. The surrogate itself is
 :func:`repdyn.agents.losses.ppo_clip_objective`, shared with the theory toy. ``python -m repdyn.bench ppo`` measures
 this update against ClipPPOLoss on the same batch.
@@ -51,7 +51,7 @@ UPDATE_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_t
 
 
 class PPOAgent:
-    """Separate actor and critic (each its own Adam), TanhNormal or categorical policy (SPEC §7)."""
+    """Separate actor and critic (each its own Adam), TanhNormal or categorical policy (docs/experiments.md)."""
 
     def __init__(self, cfg: Any, env: Any) -> None:
         self.cfg, self.acfg = cfg, cfg.agent
@@ -231,11 +231,11 @@ class PPOAgent:
         return (flat["logits"], *reps)
 
     def ntk_views(self) -> dict[str, tuple[nn.Module, Any]]:
-        """Scalar-output networks for the empirical NTK (SPEC §4): the critic, output = V(x)."""
+        """Scalar-output networks for the empirical NTK (docs/metrics.md#empirical-ntk): the critic, output = V(x)."""
         return {"critic": (self.critic, None)}
 
     def update_rank_views(self, flat: TensorDict) -> dict[str, dict[str, Any]]:
-        """Per-sample losses and outputs for the update-rank matrix (SPEC §5) over transitions ``flat`` [k]:
+        """Per-sample losses and outputs for the update-rank matrix (docs/metrics.md#update-rank) over ``flat`` [k]:
         critic — (V − target)², output V; actor — the PPO-Clip loss of one sample (batch-normalised advantage),
         output the action distribution's parameters (probabilities, or [loc, scale]), A_ij = L2 norm of their change."""
         from torch.func import functional_call
@@ -275,7 +275,7 @@ class PPOAgent:
         }
 
     def capacity_kinds(self) -> dict[str, str]:
-        """Networks probed for capacity loss and their fitting loss kind (SPEC §3)."""
+        """Networks probed for capacity loss and their fitting loss kind (docs/metrics.md#capacity-loss)."""
         actor = "actor_tanh_normal" if self.continuous else "actor_categorical"
         return {"actor": actor, "critic": "critic"}
 

@@ -1,4 +1,4 @@
-"""Matplotlib figures of the collapse analysis (seed 002_0c42dbebb091a015 Figs. 1-2, 4, 6 and App. E figs. 36-41).
+"""Matplotlib figures of the collapse analysis (Moalla et al. 2024 Figs. 1-2, 4, 6 and App. E figs. 36-41).
 
 Every function takes tables already computed by :mod:`repdyn.analysis.stats` and returns a
 :class:`matplotlib.figure.Figure` built with the object API (no pyplot global state, so figures can be made from

@@ -1,10 +1,11 @@
 """From a :class:`~repdyn.analysis.loader.RunSet` to the collapse report: tables (CSV), figures (PNG/PDF) and one
 self-contained HTML page (figures embedded as base64 PNG, no script, no external resource).
 
-Panels follow seed 002_0c42dbebb091a015: training curves (Figs. 1-2), trust-region scatter (Fig. 4), final-value
-boxplots (Fig. 6) and rank-metric agreement (App. E.2), with the statistics conventions of SPEC §8 as implemented in
-:mod:`repdyn.analysis.stats`. Metrics a run set does not log are skipped with a note in the report, unless they were
-requested explicitly (``curves=[...]``), in which case loading fails with the list of missing (run, metric) pairs.
+Panels follow Moalla et al. 2024 (arXiv:2405.00662): training curves (Figs. 1-2), trust-region scatter (Fig. 4),
+final-value boxplots (Fig. 6) and rank-metric agreement (App. E.2), with the statistics of
+docs/experiments.md#figure-statistics as implemented in :mod:`repdyn.analysis.stats`. Metrics a run set does not log are
+skipped with a note in the report, unless they were requested explicitly (``curves=[...]``), in which case loading fails
+with the list of missing (run, metric) pairs.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class ReportOptions:
 
     curves: list[str] | None = None  # explicit training-curve keys (required in every run); None = default panels
     network: str = "actor"  # network of the scatter, boxplot and rank panels
-    scope: str = "batch_start"  # representation metrics of the features at rollout time (seed 002 App. B.3)
+    scope: str = "batch_start"  # representation metrics of the features at rollout time (Moalla et al. App. B.3)
     ewma_alpha: float = 0.05
     last_frac: float = 0.05
     window_frac: float = 0.01
@@ -306,7 +307,7 @@ def render_html(
                     "curves",
                     f"Mean over seeds (line) and min/max over seeds (band) per group; each run smoothed with an EWMA "
                     f"s<sub>t</sub> = {opts.ewma_alpha}·x<sub>t</sub> + {1 - opts.ewma_alpha:.2f}·s<sub>t−1</sub> "
-                    "before aggregation, capacity loss unsmoothed (seed 002 Figs. 1-2).",
+                    "before aggregation, capacity loss unsmoothed (Moalla et al. 2024 Figs. 1-2).",
                 ),
             )
         )
@@ -318,7 +319,7 @@ def render_html(
                 fig_block(
                     "trust_region",
                     f"Per run, the {opts.n_windows} windows of {opts.window_frac:.0%} training progress with the "
-                    f"lowest average ratio below 1−ε; x = the window's average metric (seed 002 Fig. 4). "
+                    f"lowest average ratio below 1−ε; x = the window's average metric (Moalla et al. 2024 Fig. 4). "
                     f"{len(tables.windows)} points from {tables.windows['run'].nunique()} runs.",
                 ),
             )
@@ -332,8 +333,8 @@ def render_html(
                 fig_block(
                     "final",
                     f"Per run, the average over the last {opts.last_frac:.0%} of training; the excess ratio over the "
-                    f"latest {opts.last_frac:.0%} window with ≥ {opts.excess_min_count} non-trivial ratios (seed 002 "
-                    "Fig. 6, App. B.3). Boxes: quartiles, whiskers 1.5 IQR; dots: runs.",
+                    f"latest {opts.last_frac:.0%} window with ≥ {opts.excess_min_count} non-trivial ratios (Moalla "
+                    "et al. 2024 Fig. 6, App. B.3). Boxes: quartiles, whiskers 1.5 IQR; dots: runs.",
                 )
                 + "<h3>Per group (mean ± std over runs)</h3>"
                 + _fmt_table(summary),
@@ -348,7 +349,7 @@ def render_html(
                     "rank_agreement",
                     "Correlation / distance between the rank metrics' curves within each run, averaged over runs (top, "
                     "± std) and worst case (bottom); normalised L2 = √Σ(x−y)² / (√T·D), D = feature width "
-                    "(seed 002 App. E.2). Runs with a constant curve are excluded from that pair's correlations.",
+                    "(Moalla et al. App. E.2). Runs with a constant curve are excluded from that pair's correlations.",
                 ),
             )
         )

@@ -1,5 +1,5 @@
-"""Statistics behind the collapse figures: pure functions, arrays/frames in, numbers out (SPEC §8; seed
-002_0c42dbebb091a015 App. B.3-B.4 and App. E.2).
+"""Statistics behind the collapse figures: pure functions, arrays/frames in, numbers out
+(docs/experiments.md#figure-statistics; Moalla et al. 2024 App. B.3-B.4 and App. E.2, arXiv:2405.00662).
 
 Conventions fixed here (the paper leaves them implicit):
 
@@ -64,7 +64,7 @@ def _horizon(steps: np.ndarray, horizon: float | None) -> float:
 
 def ewma(values: Sequence[float] | np.ndarray | pd.Series, alpha: float = 0.05) -> np.ndarray:
     """Exponentially weighted moving average ``s_t = α x_t + (1 − α) s_{t−1}``, ``s_0 = x_0`` (see module docstring
-    for NaN handling). Seed 002_0c42dbebb091a015 §3 (curves smoothed with coefficient 0.05)."""
+    for NaN handling). Moalla et al. 2024 §3 (curves smoothed with coefficient 0.05)."""
     if not (0.0 < alpha <= 1.0):
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     x = _as_float_array(values, "values")
@@ -156,7 +156,7 @@ def last_fraction_mean(
     frac: float = 0.05,
     horizon: float | None = None,
 ) -> float:
-    """Mean of the finite ``values`` with ``step ∈ (horizon·(1 − frac), horizon]`` (seed 002 §5: "averages over the last
+    """Mean of the finite ``values`` with ``step ∈ (horizon·(1 − frac), horizon]`` (Moalla §5: "averages over the last
     5% of training progress"). NaN when the window holds no finite value (e.g. a run that stopped early)."""
     _check_frac(frac)
     s, v = _as_float_array(steps, "steps"), _as_float_array(values, "values")
@@ -175,7 +175,7 @@ def excess_ratio_window(
     horizon: float | None = None,
 ) -> dict[str, float]:
     """Average excess ratio over the latest 5%-of-training window holding ≥ ``min_count`` non-trivial (finite) ratios
-    (seed 002_0c42dbebb091a015 App. B.3, "Figure 6"). Returns ``{"mean", "start", "end", "count"}`` (window
+    (Moalla et al. 2024 App. B.3, "Figure 6"). Returns ``{"mean", "start", "end", "count"}`` (window
     ``(start, end]``); ``mean`` is NaN and ``count`` 0 when no window qualifies."""
     _check_frac(frac)
     if min_count < 1:
@@ -229,8 +229,8 @@ def lowest_ratio_windows(
     frac: float = 0.01,
     horizon: float | None = None,
 ) -> pd.DataFrame:
-    """The ``k`` windows of ``frac`` training progress with the lowest average ``ratio_col`` (seed
-    002_0c42dbebb091a015 §3.2 fn. 8 and App. B.3 "Figure 4"), sorted ascending by that ratio. Windows where the ratio
+    """The ``k`` windows of ``frac`` training progress with the lowest average ``ratio_col`` (Moalla
+    et al. 2024 §3.2 fn. 8 and App. B.3 "Figure 4"), sorted ascending by that ratio. Windows where the ratio
     average is undefined are dropped, so a run that collapses early gives fewer than ``k`` points (as in the paper)."""
     if ratio_col not in frame.columns:
         raise ValueError(f"ratio_col={ratio_col!r} is not a column of frame; columns: {list(frame.columns)}")
@@ -242,7 +242,7 @@ def lowest_ratio_windows(
 
 
 def normalised_l2(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, width: float) -> float:
-    """``√Σ_t (x_t − y_t)² / (√T · D)`` over the T steps where both are finite; D = feature width (seed 002, E.2)."""
+    """``√Σ_t (x_t − y_t)² / (√T · D)`` over the T steps where both are finite; D = feature width (Moalla App. E.2)."""
     if not width > 0:
         raise ValueError(f"width must be > 0 (the feature width D), got {width}")
     a, b = _as_float_array(x, "x"), _as_float_array(y, "y")
@@ -283,7 +283,7 @@ def rank_agreement(
     metrics: Sequence[str],
     width: float | None | Mapping[str, float | None],
 ) -> dict[str, dict[str, pd.DataFrame]]:
-    """Agreement between rank metrics across runs (seed 002_0c42dbebb091a015 App. E.2).
+    """Agreement between rank metrics across runs (Moalla et al. 2024 App. E.2).
 
     ``runs`` maps a run id to a frame whose columns include ``metrics`` (one row per log step); ``width`` is the
     feature width D, one number or one per run. Returns ``{stat: {"mean", "std", "worst", "n"}}`` with each value a

@@ -1,7 +1,7 @@
 """ALE throughput in one run: raw vector env, our torchrl env, GymWrapper, Collector + Nature CNN, bare update.
 
 ``python -m repdyn.bench.atari [--game ALE/Phoenix-v5] [--steps 400] [--batches 2]`` prints agent steps/s (8 envs,
-seed 002 App. B Table 2 settings) for
+Moalla et al. 2024 App. B Table 2 settings) for
 
 1. ``raw``: ale-py ``AtariVectorEnv.step`` with random numpy actions (the ceiling);
 2. ``repdyn env``: :func:`repdyn.envs.atari.make_atari_env` stepped by ``EnvBase.rollout`` with random actions;

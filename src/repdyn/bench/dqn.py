@@ -2,7 +2,7 @@
 
 ``python -m repdyn.bench dqn [--capacity 4000] [--steps 200] [--atari-game ALE/Phoenix-v5] [--no-atari]`` prints
 
-1. NTK eviction cost per env step (seed 000 §3.7: capacity 4000, Acrobot 2×64 Q-network): the eviction writer
+1. NTK eviction cost per env step (Jansson 2025 §3.7: capacity 4000, Acrobot 2×64 Q-network): the eviction writer
    inserting one transition into a full buffer (one vectorised ``ntk_diag`` over 4001 transitions + the argmin), and
    a 4-step batch (one ``ntk_diag`` per batch: exact, the network only changes between batches), vs
    torchrl's FIFO ``RoundRobinWriter``, next to the collector's own cost per env step (1 env, DQN policy), so the
@@ -10,7 +10,7 @@
    brute-force reference) on the same 4001 transitions.
 2. DQN gradient step (minibatch 128): torchrl ``DQNLoss`` + Adam + HardUpdate vs a hand-written TD(0) step on the same
    network (the price of using torchrl's loss; see ``agents/dqn.py``).
-3. PPO on ALE (seed 002 App. B Table 2: 8 envs × 128 steps, minibatch 256, ``--ppo-epochs`` 4): the real
+3. PPO on ALE (Moalla et al. 2024 App. B Table 2: 8 envs × 128 steps, minibatch 256, ``--ppo-epochs`` 4): the real
    :meth:`repdyn.agents.ppo.PPOAgent.update` per minibatch vs a bare PyTorch actor + critic Nature-CNN
    forward/backward/Adam step on the same 256 frames (target ≤ 1.1×), and the update's share of the wall time of one
    batch (collection with the Collector + update).
@@ -274,7 +274,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="python -m repdyn.bench dqn", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--capacity", type=int, default=4000, help="eviction buffer capacity (seed 000: 4000)")
+    parser.add_argument("--capacity", type=int, default=4000, help="eviction buffer capacity (Jansson 2025: 4000)")
     parser.add_argument("--steps", type=int, default=50, help="timed calls per round")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--atari-game", default="ALE/Phoenix-v5")

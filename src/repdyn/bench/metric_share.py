@@ -1,4 +1,4 @@
-"""Wall-time share of the metric set in a PPO run at the paper cadence (seed 002 App. B; issue 3 goals ≤ 5% default,
+"""Wall-time share of the metric set in a PPO run at the paper cadence (Moalla App. B; issue 3 goals ≤ 5% default,
 ≤ 15% with NTK and update rank).
 
 Measured in one run on the real agent and env (MuJoCo Hopper setting by default): the cost of one batch (collection +

@@ -7,7 +7,7 @@
    per-sample autograd loop (one ``autograd.grad`` per state, stack the rows, J Jᵀ); goal ≥ 20×.
 2. Update-rank matrix with ``k`` one-step updates and ``probe`` probe states with a live Adam (state from earlier
    steps), for the same tanh critic and for a 2×64 ReLU Q-network (3 actions, max over actions, the DQN setting of
-   seed 003): :func:`repdyn.metrics.update_rank.update_matrix` vs a deep-copy loop (copy the model and the Adam state,
+   Lyle 2022b): :func:`repdyn.metrics.update_rank.update_matrix` vs a deep-copy loop (copy the model and the Adam state,
    one step on one sample, evaluate the probes); goal ≥ 10×. Both sides evaluate the same k × probe forward passes,
    so the ratio is bounded by how much of the loop is per-copy overhead: torch's float32 ``tanh`` costs ~2.6 ns per
    element on this CPU (6× its ``sigmoid``), which makes the tanh critic's bound lower than the ReLU net's.
@@ -117,7 +117,7 @@ def bench_ntk(n: int, repeats: int) -> list[tuple[str, float, float | None, floa
 
 
 # (label, activation, outputs): the PPO MuJoCo critic, and the DQN Q-network (Acrobot 2×64 ReLU, 3 actions,
-# max over actions) — seed 003 measures update rank on value-based agents.
+# max over actions) — Lyle et al. 2022b (arXiv:2206.02126) measure update rank on value-based agents.
 UPDATE_RANK_NETS = (("tanh critic V", "tanh", 1), ("ReLU Q-net, q_max", "relu", 3))
 
 

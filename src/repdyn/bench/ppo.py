@@ -1,4 +1,4 @@
-"""PPO throughput on the paper's MuJoCo setting (Hopper, 2 envs × 1024, minibatch 64, 10 epochs; SPEC §7).
+"""PPO throughput on the paper's MuJoCo setting (Hopper, 2 envs × 1024, minibatch 64, 10 epochs; docs/experiments.md).
 
 Measured in one run and printed with ratios:
 - raw env rate: gymnasium ``SyncVectorEnv`` stepping pre-sampled random actions (the physical limit);

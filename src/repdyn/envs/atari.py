@@ -1,6 +1,6 @@
 """ALE (Atari 2600) environments for PPO/DQN: ale-py's C++ vector env exposed as a torchrl ``EnvBase``.
 
-Settings follow seed 002_0c42dbebb091a015 §3 and App. B Table 2 (SPEC §7), i.e. ``ALE/<Game>-v5`` as recommended by
+Settings follow Moalla et al. 2024 §3 and App. B Table 2 (arXiv:2405.00662), i.e. ``ALE/<Game>-v5`` as recommended by
 Machado et al. (2018): sticky actions 0.25, frameskip 3 **without** max-pooling, 108,000 emulator frames per episode,
 game-over termination only, no noop reset, grayscale, 84×84, stack 4, reward sign.
 
@@ -121,7 +121,7 @@ def ale_vector_env_kwargs(
         grayscale=bool(grayscale),
         stack_num=stack,
         frameskip=frameskip,
-        maxpool=False,  # seed 002 App. B: v5 has no frame pooling, hence the odd frameskip 3
+        maxpool=False,  # Moalla et al. 2024 App. B: v5 has no frame pooling, hence the odd frameskip 3
         noop_max=noop_max,
         episodic_life=False,  # life-loss termination, if asked, is done in Python (it must not reset the game)
         life_loss_info=False,
@@ -214,7 +214,7 @@ class ALEVectorEnv(EnvBase):
         self._last_frame = info["episode_frame_number"].astype(np.int64)
         lives = info["lives"].astype(np.int64)
         if self.terminal_on_life_loss:
-            # DQN-style end-of-life signal without resetting the game (seed 002 uses game-over only).
+            # DQN-style end-of-life signal without resetting the game (Moalla et al. 2024 use game-over only).
             terminated = terminated | ((lives < self._lives) & ~autoreset)
         self._lives = lives
         raw = reward.astype(np.float32)[:, None]
@@ -262,7 +262,7 @@ def make_atari_env(
     num_threads: int = 0,
     device: torch.device | str = "cpu",
 ) -> EnvBase:
-    """Batched ``ALE/<Game>-v5`` env with the seed 002 App. B Table 2 settings (defaults); see the module docstring.
+    """Batched ``ALE/<Game>-v5`` env with Moalla et al.'s App. B Table 2 settings; see the module docstring.
 
     ``num_threads`` = 0 lets ale-py use min(num_envs, hardware threads) emulator threads.
     """

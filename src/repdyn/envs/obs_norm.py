@@ -1,4 +1,4 @@
-"""Observation standardisation with statistics from uniform-random steps, then frozen (seed 002 App. B, SPEC §7)."""
+"""Observation standardisation with statistics from uniform-random steps, then frozen (Moalla et al. 2024 App. B)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Adding one = one module here (a subclass of :class:`Intervention` decorated with :func:`register`) + one yaml in
 ``conf/intervention/<name>.yaml`` whose content is ``<name>: {<fields of its config dataclass>}``. Hook points
-(DESIGN.md): ``on_agent_built`` (optimizers exist: adam_beta2), ``on_batch_collected`` (rewards: reward_mask, icm),
-``extra_loss`` (pfo, infer), ``after_batch_update`` (adam_reset, lr_anneal), ``replay_eviction`` (ntk_eviction).
+(docs/interventions.md#hook-points): ``on_agent_built`` (adam_beta2, shared_trunk, infer, icm, ntk_eviction),
+``on_batch_collected`` (reward_mask, icm, adam_reset), ``extra_loss`` (pfo, infer), ``after_batch_update`` (lr_anneal).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Adam's second-moment decay set to the first's: betas (0.9, 0.9) (seed 002_0c42dbebb091a015 §4, App. B Tables 2-3).
+"""Adam's second-moment decay set to the first's: betas (0.9, 0.9) (Moalla et al. 2024 §4, App. B Tables 2-3).
 
-Dohare et al. (2023b) and Lyle et al. (2023), as cited in seed 002, decay the second moment faster under
+Dohare et al. (2023b) and Lyle et al. (2023), as cited by Moalla et al., decay the second moment faster under
 non-stationarity. Applied at ``on_agent_built`` to every optimizer's parameter groups and defaults, so optimizers that
 later interventions build by copying those defaults (shared trunk, InFeR heads) inherit it.
 """
@@ -21,7 +21,7 @@ class AdamBeta2(Intervention):
 
     @dataclasses.dataclass
     class Config:
-        beta2: float = 0.9  # seed 002: equal to the default β1
+        beta2: float = 0.9  # Moalla et al. 2024: equal to the default β1
 
     @staticmethod
     def check(cfg: Any, run_cfg: DictConfig) -> str | None:

@@ -1,4 +1,4 @@
-"""Intrinsic Curiosity Module (Pathak et al. 2017; SPEC §6; seed 000_3432071918b9072a §2.7.3, §4.1).
+"""Intrinsic Curiosity Module (Pathak et al. 2017, arXiv:1705.05363; Jansson 2025 §2.7.3, §4.1; docs/interventions.md).
 
 An encoder φ, an inverse model g(φ(s), φ(s')) → â and a forward model f(φ(s), a) → φ̂(s'). For every collected
 transition (s, a, s')
@@ -6,7 +6,7 @@ transition (s, a, s')
     r_int = ½ ‖f(φ(s), a) − φ(s')‖²,      reward = r_ext + β · r_int / σ_int
 
 where σ_int is the running standard deviation of all r_int seen so far (parallel Welford update with the current batch
-first, as RLLTE-eXplore's "rms" reward normalisation used by seed 000). The sum is written to ``("next", "reward")`` in
+first, as RLLTE-eXplore's "rms" reward normalisation used by Jansson). The sum is written to ``("next", "reward")`` in
 ``on_batch_collected``, i.e. BEFORE the agent's ``process_batch``: PPO's GAE and DQN's replay insertion (hence its TD
 targets) see it. β = 0 leaves the rewards bit-identical (the addition is skipped, not multiplied by zero).
 
@@ -138,7 +138,7 @@ class ICM(Intervention):
 
     @dataclasses.dataclass
     class Config:
-        beta: float = 1.0  # intrinsic reward scale; seed 000 sweeps {0, 1, 4}
+        beta: float = 1.0  # intrinsic reward scale; Jansson 2025 sweeps {0, 1, 4}
         feature_dim: int = 128  # φ dimension (RLLTE-eXplore's latent_dim)
         hidden: int = 256  # inverse / forward model hidden width
         lr: float = 1e-3

@@ -1,5 +1,5 @@
-"""InFeR: regress auxiliary heads to a frozen initial network's outputs (Lyle et al. 2022; seed 001_0303cc365c524c2b
-"Preserving Representation Capacity").
+"""InFeR: regress auxiliary heads to a frozen initial network's outputs (Lyle et al. 2022,
+arXiv:2204.09560; docs/interventions.md#infer).
 
     L_InFeR(θ, θ₀) = E_{x∼B} [ Σ_{i=1..k} (g_i(x; θ) − β g_i(x; θ₀))² ]
 
@@ -7,7 +7,7 @@ g_i are k linear heads on the penultimate features of a network; θ₀ is a froz
 at initialisation, so the loss is exactly 0 at the start and only penalises drift of the features that the random
 heads read. Added to the PPO loss as ``coef · Σ_net L_InFeR`` and logged as ``loss/infer``.
 
-Our choices (seed 001 and SPEC §6 leave them open): k = 10, β = 1, coef = 0.1; heads on both the actor and the critic
+Our choices (not fixed for PPO by the paper): k = 10, β = 1, coef = 0.1; heads on both the actor and the critic
 (``networks``); PyTorch's default ``nn.Linear`` initialisation for the heads, drawn from a generator seeded by the run
 seed (so the agent's own random stream is the one it would have without InFeR). The heads get their own optimizer
 ``infer`` with the hyperparameters of the actor's, and the frozen copy is taken at the first minibatch, i.e. after

@@ -1,4 +1,4 @@
-"""Linear learning-rate decay to 0 over the training budget (SPEC §6; off in seed 002, App. B Tables 2-3).
+"""Linear learning-rate decay to 0 over the training budget (docs/interventions.md#lr-anneal; off in Moalla 2024).
 
 After the update of a batch ending at env step t, every optimizer's learning rate becomes lr₀ · (1 − t / T) with T =
 ``train.total_frames``: the first batch trains at lr₀ and the lr is exactly 0 once the budget is spent (the schedule of

@@ -1,7 +1,7 @@
-"""NTK-trace replay eviction (seed 000_3432071918b9072a §3.7, §4.4; SPEC §6): a DQN replay buffer of fixed capacity
+"""NTK-trace replay eviction (Jansson 2025 §3.7, §4.4; docs/interventions.md): a DQN replay buffer of fixed capacity
 (4000) that, once full, evicts the stored transition with the lowest K(x, x) = ‖∇_θ Q(x)‖² instead of the oldest.
 
-Seed 000 §3.7: "after each step in the environment, K(x, x) is calculated for each x in the replay buffer and the point
+Jansson §3.7: "after each step in the environment, K(x, x) is calculated for each x in the replay buffer and the point
 with the lowest value is marked for expulsion. [...] its data will be removed to make room for storing the next data
 point". So the newest transition is always stored, and it competes for eviction from the next env step on.
 
@@ -12,7 +12,7 @@ buffer ∪ new transitions (structured Linear rule / ``vmap(grad)``, no loop ove
 is written once with its last occupant. While the buffer is not full, writes are FIFO (round robin from slot 0).
 
 K(x, x) of a transition x = (s, a): ``q_reduction`` ``taken`` (default) uses Q(s, a) — the output the TD update of
-that transition moves; ``max`` / ``mean`` use max_a / mean_a Q(s, ·), the reductions of the NTK metrics (SPEC §4).
+that transition moves; ``max`` / ``mean`` use max_a / mean_a Q(s, ·), the reductions of the NTK metrics.
 The FIFO control of ``experiment=ntk_eviction_acrobot`` is plain DQN with ``agent.buffer_size`` = the same capacity.
 Logged: ``ntk_eviction/evicted`` (evictions in the last batch), ``ntk_eviction/evicted_k_mean``,
 ``ntk_eviction/buffer_k_mean`` (mean K(x, x) over the buffer after insertion: the buffer's normalised NTK trace) and
@@ -40,7 +40,7 @@ _Q_KINDS = ("taken", "max", "mean")
 
 def eviction_slots(buffer_scores: torch.Tensor, new_scores: torch.Tensor) -> torch.Tensor:
     """Slots taken by m new items arriving one per step into a full buffer that, at each arrival, evicts its lowest
-    score (seed 000 §3.7). Returns ``slots`` [m]: item i is written to ``slots[i]``; a later item may evict an earlier
+    score (Jansson §3.7). Returns ``slots`` [m]: item i is written to ``slots[i]``; a later item may evict an earlier
     new one (same slot). Ties go to the lowest slot index (``torch.argmin``)."""
     scores = buffer_scores.clone()
     slots = torch.empty(new_scores.shape[0], dtype=torch.long)
@@ -140,7 +140,7 @@ class NTKEviction(Intervention):
 
     @dataclasses.dataclass
     class Config:
-        capacity: int = 4000  # replay capacity (seed 000 §3.7); the FIFO control uses agent.buffer_size = capacity
+        capacity: int = 4000  # replay capacity (Jansson 2025 §3.7); the FIFO control uses agent.buffer_size = capacity
         q_reduction: str = "taken"  # taken | max | mean: the scalar output whose K(x, x) ranks transitions
         chunk_size: int = 1024  # samples per vmapped Jacobian chunk (non-Linear layers, e.g. convolutions)
 

@@ -1,4 +1,4 @@
-"""PFO on all the actor's pre-activations up to the penultimate layer (seed 002_0c42dbebb091a015 §4, App. B).
+"""PFO on all the actor's pre-activations up to the penultimate layer (Moalla et al. 2024 §4, App. B).
 
 Same penalty as :mod:`repdyn.interventions.pfo` on the concatenation of every hidden layer's pre-activation
 (``("actor", "preacts_all")``: the conv layers' flattened maps and the 512 layer on the Nature CNN, both hidden layers

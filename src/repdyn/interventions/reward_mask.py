@@ -1,6 +1,6 @@
-"""Reward mask: each training reward independently replaced by 0 with probability p (seed 002_0c42dbebb091a015 §4).
+"""Reward mask: each training reward independently replaced by 0 with probability p (Moalla et al. 2024 §4).
 
-Seed 002 turns the dense ALE/Phoenix into a sparse-reward game this way (p = 0.9, App. Fig. 35). The mask acts at
+Moalla et al. turn the dense ALE/Phoenix into a sparse-reward game this way (p = 0.9, App. Fig. 35). The mask acts at
 ``on_batch_collected`` on ``("next", "reward")`` only, before advantages / targets are computed; the env's
 ``episode_reward`` accumulator (torchrl ``RewardSum``) already ran during collection, so ``env/return`` stays the raw
 (unmasked) return. The mask has its own generator, seeded from the run seed and checkpointed, so a resume is exact

@@ -1,4 +1,4 @@
-"""Shared actor-critic trunk (seed 002_0c42dbebb091a015 §4 "Sharing the actor-critic trunk", Fig. 6).
+"""Shared actor-critic trunk (Moalla et al. 2024 §4 "Sharing the actor-critic trunk", Fig. 6; arXiv:2405.00662).
 
 Actor and critic share every layer except their output heads, and both the policy and the value loss backpropagate
 into the trunk. Applied at ``on_agent_built`` (before the collector exists): the actor's hidden layers become the trunk,

@@ -1,8 +1,8 @@
-"""Capacity loss, the fitting part (SPEC §3; seed 002_0c42dbebb091a015 §2 and App. B.2; Lyle et al. 2022).
+"""Capacity loss, the fitting part (docs/metrics.md#capacity-loss; Lyle et al. 2022; Moalla et al. 2024 App. B.2).
 
 Given a checkpoint ``model``, a frozen random ``target`` network of the same architecture and a dataset of
 observations collected by the target's own policy, fit a COPY of the checkpoint to the target's outputs with a fresh
-Adam built from the training optimizer's settings (seed 002 App. B.2: "reconstructed from its initial state"), for a
+Adam built from the training optimizer's settings (App. B.2: "reconstructed from its initial state"), for a
 fixed budget of epochs of shuffled minibatches, and report the loss at the end of the budget:
 
 - actors: forward KL(target ‖ fit), mean over states, summed over action dims —
@@ -99,7 +99,7 @@ def fit_to_target(
     progress: bool = False,
 ) -> float:
     """Capacity loss of checkpoint ``model``: fit a copy of it to frozen ``target`` on ``obs`` ``[n, ...]``
-    (SPEC §3; module docstring) and return the whole-dataset loss after ``epochs`` epochs.
+    (docs/metrics.md#capacity-loss; module docstring) and return the whole-dataset loss after ``epochs`` epochs.
 
     ``kind``: ``"actor_categorical"`` | ``"actor_tanh_normal"`` | ``"actor_normal"`` | ``"critic"``.
     Optimizer: fresh ``torch.optim.Adam(lr, betas, eps)``, gradient-norm clipping at ``max_grad_norm`` (None: off).

@@ -1,7 +1,7 @@
-"""The ``metrics`` config group schema: which metrics run, at which cadence and sample sizes (SPEC §1-§5).
+"""The ``metrics`` config group schema: which metrics run, at which cadence and sample sizes (docs/metrics.md).
 
-Cadences are fractions of the training budget (seed 002_0c42dbebb091a015 App. B: log every 0.1%, capacity every
-2.5% = 41 points). Options live in ``conf/metrics/{default,full,none}.yaml``.
+Cadences are fractions of the training budget (Moalla et al. 2024 App. B, arXiv:2405.00662: log every 0.1%, capacity
+every 2.5% = 41 points). Options live in ``conf/metrics/{default,full,none}.yaml``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ Q_REDUCTIONS = ("max", "mean", "taken")
 
 @dataclass
 class MetricsConfig:
-    representation: bool = True  # SPEC §1 ranks/units/norms at batch start/end/diff (+ trust region, always on)
+    representation: bool = True  # docs/metrics.md#representation-metrics (trust region: always on)
     every: float = 0.001  # fraction of the budget between representation log points
     delta: float = 0.01  # rank threshold δ
     dormant_tau: float = 0.025  # τ of τ-dormant units (Sokar et al. 2023)
     replay_samples: int = 1000  # replay-based agents (DQN): representation metrics on this many replay states
-    capacity: bool = True  # SPEC §3 capacity loss
+    capacity: bool = True  # docs/metrics.md#capacity-loss
     capacity_every: float = 0.025
     capacity_samples: int | None = None  # None → env family default (ALE 36,000, MuJoCo 4,000)
     capacity_epochs: int | None = None  # None → env family default (ALE 1, MuJoCo 4)
-    ntk: bool = False  # SPEC §4 eNTK trace / entropy / alignment
+    ntk: bool = False  # docs/metrics.md#empirical-ntk: eNTK trace / entropy / alignment
     ntk_every: float = 0.025
     ntk_samples: int = 1000
     ntk_q_reduction: str = "max"  # Q-networks: max | mean | taken
-    update_rank: bool = False  # SPEC §5 update-rank matrix
+    update_rank: bool = False  # docs/metrics.md#update-rank: update-rank matrix
     update_rank_every: float = 0.025
     update_rank_k: int = 256
     update_rank_probe: int = 256

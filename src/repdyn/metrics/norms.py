@@ -1,4 +1,4 @@
-"""Norms, drift and output diversity of a network on a batch of states (SPEC §1; seed 002_0c42dbebb091a015 §3, Fig. 2).
+"""Norms, drift and output diversity of a network on a batch of states (docs/metrics.md#norms; Moalla et al. 2024 §3).
 
 | key | formula |
 |---|---|
@@ -65,7 +65,7 @@ def preact_norm_all(preacts: Sequence[Tensor]) -> float:
 
 def feature_drift(start: Tensor, end: Tensor) -> dict[str, float]:
     """Drift of features on the same observations: ``feature_drift_l2`` = mean_n ‖end_n − start_n‖₂ and
-    ``feature_drift_cos`` = mean_n cos(start_n, end_n) (SPEC §1 "diff" scope)."""
+    ``feature_drift_cos`` = mean_n cos(start_n, end_n) (docs/metrics.md#feature-drift)."""
     _check_batch(start, "start")
     if start.shape != end.shape:
         raise ValueError(f"start {tuple(start.shape)} and end {tuple(end.shape)} must have the same shape")
@@ -78,12 +78,12 @@ def feature_drift(start: Tensor, end: Tensor) -> dict[str, float]:
 
 
 def policy_variance(params: Tensor | tuple[Tensor, Tensor], kind: str, *, from_logits: bool = False) -> float:
-    """Variance across states of the action-distribution parameters, averaged over parameter dims (SPEC §1).
+    """Variance across states of the action-distribution parameters, averaged over parameter dims (docs/metrics.md).
 
     ``kind="categorical"``: ``params`` = probabilities ``[N, A]`` (or logits with ``from_logits=True``).
     ``kind="normal"`` / ``"tanh_normal"``: ``params`` = ``(loc, scale)`` each ``[N, A]`` (for TanhNormal the parameters
     of the Normal before the tanh); the variance is averaged over the 2A values [loc, scale].
-    A policy that outputs the same distribution in every state has variance 0 (seed 002 Fig. 2)."""
+    A policy that outputs the same distribution in every state has variance 0 (Moalla et al. 2024 Fig. 2)."""
     if kind not in POLICY_KINDS:
         raise ValueError(f"kind={kind!r}; choose one of {list(POLICY_KINDS)}")
     if kind == "categorical":

@@ -1,4 +1,4 @@
-"""Empirical neural tangent kernel (eNTK) and its summary metrics (SPEC §4; seed 000_3432071918b9072a §2.3-2.6).
+"""Empirical neural tangent kernel (eNTK) and its summary metrics (docs/metrics.md#empirical-ntk, Jansson 2025 §2.3-6).
 
 For a network with one scalar output per input, ``f(x; θ)``, on inputs A = {x_1..x_n}:
 
@@ -55,7 +55,7 @@ def default_output_fn(raw: Any) -> Tensor:
 
 
 class QReduction:
-    """Reduce Q-values ``[n, A]`` (element 0 of the model's return) to one scalar per sample (SPEC §4).
+    """Reduce Q-values ``[n, A]`` (element 0 of the model's return) to one scalar per sample.
 
     ``kind``: ``"max"`` (max_a Q, gradient through the arg-max action), ``"mean"`` (mean_a Q) or ``"taken"``
     (Q(s, a_taken)). For ``"taken"`` the actions come either from the constructor (fixed batch) or from the ``aux``
@@ -273,7 +273,7 @@ def ntk_gram(
     method: str = "auto",
     max_chunk_bytes: int = 2**28,
 ) -> Tensor:
-    """Empirical NTK Gram matrix ``K[i, j] = ∇_θ f(x1_i) · ∇_θ f(x2_j)``, shape ``[n1, n2]`` (SPEC §4, seed 000 §2).
+    """Empirical NTK Gram matrix ``K[i, j] = ∇_θ f(x1_i) · ∇_θ f(x2_j)``, shape ``[n1, n2]`` (Jansson 2025 §2).
 
     ``x2=None`` means ``x2 = x1`` (symmetric K(A, A); only the upper block triangle is computed).
     ``output_fn(raw) -> [n]`` maps the model's raw return on a batch to one scalar per sample (default
@@ -335,8 +335,8 @@ def ntk_diag(
     method: str = "auto",
     max_chunk_bytes: int = 2**28,
 ) -> Tensor:
-    """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (SPEC §4; used
-    for replay eviction, seed 000 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
+    """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (used for
+    replay eviction, Jansson 2025 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
     ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`."""
     _check_inputs(x, None, aux, None, chunk_size)
     output_fn = output_fn or default_output_fn
@@ -363,7 +363,7 @@ def ntk_diag(
 
 
 def ntk_metrics(K: Tensor, y: Tensor | None = None) -> dict[str, float]:
-    """Summaries of a symmetric NTK Gram matrix ``K(A, A)`` ``[n, n]`` (SPEC §4; seed 000 §2.3-2.6).
+    """Summaries of a symmetric NTK Gram matrix ``K(A, A)`` ``[n, n]`` (Jansson 2025 §2.3-2.6).
 
     - ``trace`` = Tr K / n (normalised so batch sizes compare).
     - ``entropy`` = −Σ λ̃_i log λ̃_i with λ̃ = λ / Σλ the normalised eigenvalues (von Neumann entropy); eigenvalues are
@@ -394,7 +394,7 @@ def ntk_metrics(K: Tensor, y: Tensor | None = None) -> dict[str, float]:
 
 
 def kernel_test_alignment(K_BA: Tensor, y_A: Tensor, y_B: Tensor) -> float:
-    """Kernel test alignment y_Bᵀ K(B, A) y_A / (‖K(B, A)‖_F ‖y_A‖ ‖y_B‖) (SPEC §4; seed 000 §2.6).
+    """Kernel test alignment y_Bᵀ K(B, A) y_A / (‖K(B, A)‖_F ‖y_A‖ ‖y_B‖) (Jansson 2025 §2.6).
 
     ``K_BA`` is ``[n_B, n_A]`` (e.g. ``ntk_gram(model, x_B, x_A)``); NaN when a norm is zero (undefined)."""
     if K_BA.ndim != 2:
@@ -418,6 +418,6 @@ def ntk_summary(
     aux: Tensor | None = None,
     chunk_size: int = 256,
 ) -> dict[str, float]:
-    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record of SPEC §4."""
+    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record."""
     K = ntk_gram(model, x, output_fn=output_fn, aux1=aux, chunk_size=chunk_size)
     return ntk_metrics(K, y)

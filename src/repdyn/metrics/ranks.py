@@ -1,19 +1,19 @@
-"""Rank metrics of a feature matrix Φ ∈ R^{N×D} from ONE ``torch.linalg.svdvals`` (SPEC §1; seed 002_0c42dbebb091a015
-§2 and App. E.1).
+"""Rank metrics of a feature matrix Φ ∈ R^{N×D} from ONE ``torch.linalg.svdvals`` (docs/metrics.md#feature-rank;
+Moalla et al. 2024, arXiv:2405.00662, §2 and App. E.1).
 
 With σ_1 ≥ … ≥ σ_K (K = min(N, D)) the singular values of Φ and δ the threshold (0.01 by default):
 
 | key | formula | source |
 |---|---|---|
-| ``effective_rank`` | exp(H(p)), p_i = σ_i / Σσ, H Shannon entropy, 0·log 0 = 0 | Roy & Vetterli 2007; 002 App. E |
-| ``approx_rank`` | min k with Σ_{i≤k} σ_i² / Σ_j σ_j² > 1 − δ (PCA, 99% of the variance) | seed 002 §2 |
-| ``srank`` | min k with Σ_{i≤k} σ_i / Σ_j σ_j > 1 − δ | Kumar et al. 2021 |
-| ``feature_rank`` | #{i : σ_i / √N > δ} | Lyle et al. 2022, seed 001 |
-| ``numerical_rank`` | #{i : σ_i > σ_1 · max(N, D) · eps(dtype)} (``matrix_rank`` default) | seed 002 App. E |
+| ``effective_rank`` | exp(H(p)), p_i = σ_i / Σσ, H Shannon entropy, 0·log 0 = 0 | Roy & Vetterli 2007; Moalla App. E |
+| ``approx_rank`` | min k with Σ_{i≤k} σ_i² / Σ_j σ_j² > 1 − δ (PCA, 99% of the variance) | Moalla 2024 §2 |
+| ``srank`` | min k with Σ_{i≤k} σ_i / Σ_j σ_j > 1 − δ | Kumar et al. 2021, arXiv:2010.14498 |
+| ``feature_rank`` | #{i : σ_i / √N > δ} | Lyle et al. 2022, arXiv:2204.09560 |
+| ``numerical_rank`` | #{i : σ_i > σ_1 · max(N, D) · eps(dtype)} (``matrix_rank`` default) | Moalla 2024 App. E |
 | ``stable_rank`` | Σσ_i² / σ_1² = ‖Φ‖_F² / ‖Φ‖_2² | — |
-| ``sv_max``, ``sv_2``, ``sv_min`` | σ_1/√N, σ_2/√N, σ_K/√N | seed 002 code |
+| ``sv_max``, ``sv_2``, ``sv_min`` | σ_1/√N, σ_2/√N, σ_K/√N | Moalla 2024 (their code) |
 
-Choices (SPEC is silent): the zero matrix has every rank 0, *including* ``effective_rank = 0`` (the entropy formula is
+Choices (the papers are silent): the zero matrix has every rank 0, *including* ``effective_rank = 0`` (the entropy is
 0/0; 0 keeps "collapsed → 0" true for every variant); ``sv_2 = 0`` when K = 1; for N < D, σ_{N+1..D} are structurally
 zero, so ``sv_min`` is σ_K with K = min(N, D) (the smallest *computed* singular value) rather than a trivial 0.
 Non-finite Φ (a diverged network) gives NaN for every key instead of raising mid-run. Half-precision inputs are
@@ -108,7 +108,7 @@ def rank_metrics_batched(phis: Tensor, delta: float = 0.01) -> dict[str, Tensor]
 
 
 def rank_metrics(phi: Tensor, delta: float = 0.01) -> dict[str, float]:
-    """Rank metrics of one feature matrix ``phi`` ``[N, D]`` (SPEC §1), as Python floats keyed by :data:`RANK_KEYS`."""
+    """Rank metrics of one feature matrix ``phi`` ``[N, D]``, as Python floats keyed by :data:`RANK_KEYS`."""
     if phi.ndim != 2:
         raise ValueError(f"phi must be a matrix [N, D], got shape {tuple(phi.shape)}")
     return {k: v.item() for k, v in rank_metrics_batched(phi.unsqueeze(0), delta).items()}

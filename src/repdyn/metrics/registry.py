@@ -28,7 +28,7 @@ class MetricSpec:
     keys: str  # log-key pattern(s) written from the function's result
     enabled: str | None  # MetricsConfig boolean field switching it on; None = always on
     every: str  # MetricsConfig field holding the cadence (fraction of the training budget)
-    spec: str  # SPEC section
+    spec: str  # family: §1 representation, §2 trust region, §3 capacity, §4 eNTK, §5 update rank (docs/metrics.md)
 
 
 REGISTRY: dict[str, MetricSpec] = {

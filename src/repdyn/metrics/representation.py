@@ -1,4 +1,4 @@
-"""All SPEC §1 representation metrics of one network on one batch, keyed by their log-key suffixes.
+"""All representation metrics of one network on one batch, keyed by their log-key suffixes (docs/metrics.md).
 
 The caller prefixes the keys with ``<scope>/<network>/`` (``batch_start``, ``batch_end``; ``actor``, ``critic``,
 ``trunk``, ``qnet``); ``batch_diff`` comes from :func:`repdyn.metrics.norms.feature_drift`.

@@ -1,4 +1,4 @@
-"""Trust-region statistics of PPO probability ratios (SPEC §2; seed 002_0c42dbebb091a015 §3-4, App. B.4).
+"""Trust-region statistics of PPO probability ratios (docs/metrics.md#trust-region; Moalla et al. 2024 §3-4, App. B.4).
 
 r = π_θ(a|s) / π_old(a|s) for every sample of the whole optimisation phase of a batch (all epochs, all minibatches):
 
@@ -7,7 +7,7 @@ r = π_θ(a|s) / π_old(a|s) for every sample of the whole optimisation phase of
 - ``excess_ratio`` = ratio_above_mean / ratio_below_mean.
 
 A mean over an empty set is undefined, so ``ratio_above_mean`` / ``ratio_below_mean`` are absent when their set is
-empty and ``excess_ratio`` is absent unless both sets are non-empty (SPEC §2: "not logged"). For continuous actions
+empty and ``excess_ratio`` is absent unless both sets are non-empty (not logged). For continuous actions
 ratios are clipped to [1e-12, 1e12] before averaging (App. B.4: they diverge to 0 and ∞ before collapse). NaN ratios
 belong to neither set.
 

@@ -1,6 +1,6 @@
-"""Dead and dormant units of a layer's post-activations h ∈ R^{N×D} (SPEC §1).
+"""Dead and dormant units of a layer's post-activations h ∈ R^{N×D} (docs/metrics.md#dead-and-dormant-units).
 
-- Dead units (seed 002_0c42dbebb091a015 §2, footnote 7): a ReLU unit is dead when it is exactly 0 for all N samples;
+- Dead units (Moalla et al. 2024 §2, footnote 7): a ReLU unit is dead when it is exactly 0 for all N samples;
   a tanh unit when its standard deviation over the samples is below 1e-3. For GELU/ELU (no exact zeros, no rule in the
   paper) we use the tanh rule — a unit whose output does not vary across states carries no information; our choice.
   The standard deviation is the population one (correction 0) so a batch of one sample is defined.

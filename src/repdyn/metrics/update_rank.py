@@ -1,4 +1,4 @@
-"""Update-rank matrix (SPEC §5; seed 003_f809fd7c6e4af806 §5.1 and App. B.1).
+"""Update-rank matrix (docs/metrics.md#update-rank; Lyle et al. 2022b, arXiv:2206.02126, §5.1 and App. B.1).
 
 Sample k transitions τ_1..τ_k and n probe inputs x_1..x_n. For each i take ONE optimisation step on the loss of τ_i
 alone, from the current parameters θ **and the current optimizer state** (Adam moments and step count included),
@@ -41,7 +41,7 @@ class UpdateRank(NamedTuple):
 
 
 def update_rank(A: Tensor, threshold: float = 0.1) -> int:
-    """#{σ ∈ SVD(A) : σ > threshold · σ_max} (seed 003 App. B.1, ε = 0.1); 0 for the zero matrix."""
+    """#{σ ∈ SVD(A) : σ > threshold · σ_max} (Lyle et al. 2022b App. B.1, ε = 0.1); 0 for the zero matrix."""
     if A.ndim != 2:
         raise ValueError(f"A must be a matrix [k, n], got shape {tuple(A.shape)}")
     if not 0.0 <= threshold < 1.0:
@@ -148,7 +148,7 @@ def update_matrix(
     chunk_size: int = 64,
     max_chunk_bytes: int = 2**28,
 ) -> Tensor:
-    """Update matrix A ``[k, n]`` of SPEC §5 (module docstring).
+    """Update matrix A ``[k, n]`` of docs/metrics.md#update-rank (module docstring).
 
     ``loss_fn(params, buffers, sample) -> scalar`` is the training loss of ONE sample (the leaves of ``sample`` have no
     batch dim; call ``functional_call(model, (params, buffers), (obs.unsqueeze(0),))`` inside). ``batch``: a tensor or

@@ -5,9 +5,9 @@ Every network here follows one contract so metrics and interventions never need 
     out, features, preacts = net(x)
 
 - ``out``: the head output (logits, [loc, raw_scale], value, Q-values).
-- ``features``: post-activation of the penultimate layer, shape [..., D] (the Φ of SPEC §1).
+- ``features``: post-activation of the penultimate layer, shape [..., D] (the Φ of docs/metrics.md#conventions).
 - ``preacts``: tuple of the pre-activations of every hidden layer, in order; ``preacts[-1]`` is the penultimate
-  pre-activation used by PFO (SPEC §6), ``torch.cat(preacts, -1)`` the all-layer vector used by ``pfo_all``.
+  pre-activation used by ``pfo``, ``torch.cat(preacts, -1)`` the all-layer vector used by ``pfo_all``.
 """
 
 from repdyn.models.cnn import NatureCNN

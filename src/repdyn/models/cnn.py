@@ -1,4 +1,4 @@
-"""Nature-CNN (Mnih et al. 2015) + linear 512, the ALE network of seed 002 App. B (SPEC §7)."""
+"""Nature-CNN (Mnih et al. 2015) + linear 512, the ALE network of Moalla et al. 2024 App. B (arXiv:2405.00662)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class NatureCNN(nn.Module):
     """Conv 32×8×8/4 → 64×4×4/2 → 64×3×3/1 → linear 512 → head, same output contract as :class:`MLP`.
 
     Inputs are uint8 or float frames ``[..., C, 84, 84]``; uint8 is scaled by 1/255 here (no obs normalisation,
-    SPEC §7).
+    docs/experiments.md#ale-settings).
     ``preacts`` holds the pre-activations of the three conv layers (flattened) and of the 512 layer (the penultimate).
     """
 

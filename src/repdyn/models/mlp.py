@@ -21,7 +21,7 @@ class MLP(nn.Module):
     """``in_dim → hidden[0] → … → hidden[-1] → out_dim`` with the activation after every hidden layer.
 
     With ``out_dim=None`` the network has no head and returns the features as its output (a trunk).
-    ``init="orthogonal"`` follows the PPO reference implementations used by seed 002 (gain √2 hidden,
+    ``init="orthogonal"`` follows the PPO reference implementations used by Moalla et al. 2024 (gain √2 hidden,
     ``head_gain`` on the head); ``init="default"`` keeps PyTorch's default (used by the theory modules).
     """
 

@@ -1,4 +1,4 @@
-"""Auto MPG data and the de-correlated splits of seed 000_3432071918b9072a §3.2, §3.4.1.
+"""Auto MPG data and the de-correlated splits of Jansson 2025 §3.2, §3.4.1 (docs/references.md#jansson-2025).
 
 ``vega_datasets.local_data.cars()`` (406 cars); rows with a missing value in a used column are dropped (392 remain).
 Features: displacement, cylinders, horsepower, weight, acceleration, model year (calendar year), origin (UCI coding:
@@ -60,7 +60,7 @@ class Split:
 
 
 def random_split(n: int, gen: torch.Generator) -> Split:
-    """Test 1/3, pool 2/3, random training set of n // 3 from the pool (seed 000 §3.4.1)."""
+    """Test 1/3, pool 2/3, random training set of n // 3 from the pool (Jansson 2025 §3.4.1)."""
     if n < 6:
         raise ValueError(f"need at least 6 data points, got {n}")
     perm = torch.randperm(n, generator=gen)

@@ -1,4 +1,4 @@
-"""Study B: do initial NTK metrics predict the final test loss? (seed 000_3432071918b9072a §3.4-3.5, Table 4.1)
+"""Study B: do initial NTK metrics predict the final test loss? (Jansson 2025 §3.4-3.5, Table 4.1)
 
 Three regimes, each repeated ``reps`` times with ``trials`` trainings per repetition:
 

@@ -1,4 +1,4 @@
-"""Study C: select the training set to raise an NTK metric, then train (seed 000_3432071918b9072a §3.6, Tables
+"""Study C: select the training set to raise an NTK metric, then train (Jansson 2025 §3.6, Tables
 4.2-4.6).
 
 Per repetition: a random split (test 1/3, pool 2/3), a model θ and a second, independent initialisation θ'. The

@@ -1,4 +1,4 @@
-"""The MLP regressor of the selection studies and its (batched) training (seed 000_3432071918b9072a §3.2-3.6).
+"""The MLP regressor of the selection studies and its (batched) training (Jansson 2025 §3.2-3.6).
 
 The thesis does not give its training details, so all of them are config (``conf/supervised/*.yaml`` → ``model`` and
 ``train``): width, depth, activation, init; optimizer (adam | sgd), lr, momentum, weight decay, number of steps,

@@ -1,10 +1,10 @@
-"""NTK metrics of training subsets and the selection rules of seed 000_3432071918b9072a §3.6.
+"""NTK metrics of training subsets and the selection rules of Jansson 2025 §3.6 (docs/references.md#jansson-2025).
 
-All metrics of a subset A come from ONE empirical-NTK Gram matrix K over the whole dataset (computed once per model
-with :func:`repdyn.metrics.ntk.ntk_gram`): K(A, A) and K(B, A) are sub-matrices, so a swap search costs no network
-evaluations. The formulas are the metrics package's (SPEC §4): ``trace`` = Tr K(A, A)/|A|, ``entropy`` (von Neumann
-entropy of the normalised eigenvalues), ``kernel_alignment`` = yᵀKy/(‖K‖_F‖y‖²), ``kernel_test_alignment`` =
-y_Bᵀ K(B, A) y_A/(‖K(B, A)‖_F ‖y_A‖ ‖y_B‖) for a reference set B.
+All metrics of a subset A come from ONE empirical-NTK Gram matrix K over the whole dataset (computed once per model with
+:func:`repdyn.metrics.ntk.ntk_gram`): K(A, A) and K(B, A) are sub-matrices, so a swap search costs no network
+evaluations. The formulas are the metrics package's (docs/metrics.md#empirical-ntk): ``trace`` = Tr K(A, A)/|A|,
+``entropy`` (von Neumann entropy of the normalised eigenvalues), ``kernel_alignment`` = yᵀKy/(‖K‖_F‖y‖²),
+``kernel_test_alignment`` = y_Bᵀ K(B, A) y_A/(‖K(B, A)‖_F ‖y_A‖ ‖y_B‖) for a reference set B.
 
 * :func:`swap_search` (§3.6.2): from a random set, try ``n_tries`` swaps of a random member for a random outside
   candidate and keep a swap only when the metric rises — the metric never decreases along the search.
@@ -49,7 +49,7 @@ def swap_search(
     n_tries: int,
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, list[float]]:
-    """Greedy random swap search (seed 000 §3.6.2). ``init`` ⊂ ``candidates`` (indices); returns the final subset and
+    """Greedy random swap search (Jansson §3.6.2). ``init`` ⊂ ``candidates`` (indices); returns the final subset and
     the metric after every try (``n_tries + 1`` values, non-decreasing)."""
     if n_tries < 0:
         raise ValueError(f"n_tries must be >= 0, got {n_tries}")
@@ -76,7 +76,7 @@ def swap_search(
 
 def top_n_by_diag(diag: torch.Tensor, candidates: torch.Tensor, n: int) -> torch.Tensor:
     """The ``n`` candidates with the largest K(x, x) (``diag`` is indexed by dataset index): the exact maximiser of
-    Tr K(A, A) over |A| = n (seed 000 §3.6.1)."""
+    Tr K(A, A) over |A| = n (Jansson 2025 §3.6.1)."""
     if not (1 <= n <= candidates.numel()):
         raise ValueError(f"n must be in [1, {candidates.numel()}], got {n}")
     order = torch.argsort(diag[candidates], descending=True, stable=True)

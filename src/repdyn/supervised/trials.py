@@ -2,7 +2,7 @@
 
 Both studies describe their trials as :class:`Arm` records and hand them to :func:`run_arms`, which computes one NTK
 Gram matrix per distinct initialisation (over the whole dataset, :func:`repdyn.metrics.ntk.ntk_gram`), the initial
-metrics of every arm from it (kernel test alignment against the arm's test set, seed 000 eq. 2.12), and trains all
+metrics of every arm from it (kernel test alignment against the arm's test set, Jansson 2025 eq. 2.12), and trains all
 arms at once (:func:`repdyn.supervised.regressor.train_regressors`).
 """
 

@@ -1,6 +1,7 @@
-"""MLP in NTK parameterisation and the analytic infinite-width kernels of ReLU MLPs (seed 004_7db3366e25fdd68e §3).
+"""MLP in NTK parameterisation and the analytic infinite-width kernels of ReLU MLPs (Anonymous 2023 §3,
+docs/references.md#anonymous-2023).
 
-NTK parameterisation (Lee et al. 2019, seed 004 §3): every layer computes z = (σ_w/√n_in) ω h + σ_b β with trainable
+NTK parameterisation (Lee et al. 2019, ibid. §3): every layer computes z = (σ_w/√n_in) ω h + σ_b β with trainable
 ω, β ~ N(0, 1). We implement a layer as ``nn.Linear(n_in + 1, n_out, bias=False)`` applied to the augmented input
 [(σ_w/√n_in) h, σ_b]: the same function and the same gradients, and ``repdyn.metrics.ntk.ntk_gram`` can use its fast
 structured rule for once-called ``nn.Linear`` layers (the kernel contribution (ΔΔᵀ) ⊙ (σ_w²/n_in HHᵀ + σ_b²)).
@@ -42,7 +43,7 @@ class NTKLinear(nn.Module):
 
 
 class NTKMLP(nn.Module):
-    """Scalar-output MLP in NTK parameterisation with ``depth`` hidden layers of ``width`` units (seed 004 eq. 3).
+    """Scalar-output MLP in NTK parameterisation with ``depth`` hidden layers of ``width`` units (Anonymous 2023 eq. 3).
 
     ``forward(x) -> (out [N, 1], features [N, width], preacts)`` (the repdyn model contract).
     """

@@ -1,9 +1,9 @@
-"""Tabular and kernel TD eigen-dynamics (seed 003_f809fd7c6e4af806 §4.1-4.2, App. A.2, App. C.2 Fig. 9; seed 001).
+"""Tabular and kernel TD eigen-dynamics (Lyle et al. 2022b §4.1-4.2, App. A.2, C.2 Fig. 9, arXiv:2206.02126).
 
 Continuous-time expected updates on a finite MDP with policy transition matrix P = P^π, reward R = R^π:
 
 * Monte Carlo (regress on V^π):  ∂V = V^π − V,            V_t = e^{−t}(V_0 − V^π) + V^π.
-* TD (regress on the Bellman target): ∂V = −(I − γP)V + R,  V_t = exp(−t(I − γP))(V_0 − V^π) + V^π   (seed 003 eq. 10).
+* TD (regress on the Bellman target): ∂V = −(I − γP)V + R,  V_t = exp(−t(I − γP))(V_0 − V^π) + V^π   (ibid. eq. 10).
 * Along the right eigenvectors u_i of P (P = U Λ U^{-1}, possibly complex), the coordinates α = U^{-1}V obey
   α_t^i − α_π^i = exp(−t(1 − γλ_i))(α_0^i − α_π^i) (Observation 4.1): smooth directions (λ ≈ 1) converge slowest.
 * Kernel TD on a training subset X_train (Theorem 4.2, eq. 16): ∂V(X) = K(X, X_train)[(T^π V − V)(X_train)], i.e.
@@ -56,7 +56,7 @@ def _check_gamma(gamma: float) -> None:
 def circle_mdp(
     n_states: int = 50, reward_state: int = 25, policy: str = "shift", p_right: float = 0.5
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The circle MDP of seed 003 Fig. 9: states 1..n (index i ↔ state i + 1), reward 1 in ``reward_state``.
+    """The circle MDP of Lyle et al. 2022b Fig. 9: states 1..n (index i ↔ state i + 1), reward 1 in ``reward_state``.
 
     ``policy="shift"`` moves n → n + 1 mod N (the paper's policy); ``"random_walk"`` moves right with probability
     ``p_right`` and left otherwise (a real-diagonalisable, symmetric P for ``p_right = 0.5``).
@@ -89,7 +89,7 @@ def value_function(P: torch.Tensor, R: torch.Tensor, gamma: float) -> torch.Tens
 def td_closed_form(
     P: torch.Tensor, R: torch.Tensor, gamma: float, v0: torch.Tensor, times: Sequence[float]
 ) -> torch.Tensor:
-    """Tabular TD trajectory V_t = exp(−t(I − γP))(V_0 − V^π) + V^π (seed 003 eq. 10) → [len(times), N]."""
+    """Tabular TD trajectory V_t = exp(−t(I − γP))(V_0 − V^π) + V^π (Lyle et al. 2022b eq. 10) → [len(times), N]."""
     v_pi = value_function(P, R, gamma)
     A = gamma * P - torch.eye(P.shape[0], dtype=P.dtype)
     t = torch.as_tensor(list(times), dtype=P.dtype)
@@ -142,7 +142,7 @@ def _selector(train_idx: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tens
 def kernel_td_system(
     K: torch.Tensor, P: torch.Tensor, R: torch.Tensor, gamma: float, train_idx: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, c) of kernel semi-gradient TD on X_train (seed 003 Thm. 4.2): ∂V = K[:, tr] S((γP − I)V + R)."""
+    """(A, c) of kernel semi-gradient TD on X_train (Lyle et al. 2022b Thm. 4.2): ∂V = K[:, tr] S((γP − I)V + R)."""
     _check_gamma(gamma)
     S = _selector(train_idx, P.shape[0], P.dtype)
     Kt = K[:, train_idx]
@@ -219,7 +219,7 @@ def eigen_table(cfg: DictConfig) -> tuple[pd.DataFrame, dict]:
 
 
 def kernel_table(cfg: DictConfig) -> tuple[pd.DataFrame, dict]:
-    """The kernel-TD grid of seed 003 Fig. 9: for each (γ, ℓ), TD and MC kernel dynamics trained on X_train.
+    """The kernel-TD grid of Lyle et al. 2022b Fig. 9: for each (γ, ℓ), TD and MC kernel dynamics trained on X_train.
 
     Columns: RMSE to V^π on train and test states for TD after each ``td_steps`` and MC after ``mc_steps`` (time =
     lr · steps); the growth max_t ‖V_t‖_∞ / ‖V^π‖_∞ over the TD horizon ("diverges" when > ``growth_threshold``);

@@ -1,4 +1,4 @@
-"""Policy-evaluation datasets for the TD-NTK study (seed 004_7db3366e25fdd68e §5, App. D.1-D.2).
+"""Policy-evaluation datasets for the TD-NTK study (Anonymous 2023 §5, App. D.1-D.2; docs/references.md#anonymous-2023).
 
 * Toy (App. D.1): state s ≥ 0, one action s' = s + 0.25, reward 1 on entering [1, 1.25), the episode ends when
   s' ≥ 1.25; dataset = one transition from each of 21 states linspace(0, 1.25). With γ = 1 the true value is 1 for

@@ -1,6 +1,7 @@
-"""Linearised TD dynamics for policy evaluation in closed form (seed 004_7db3366e25fdd68e §4, App. A-C).
+"""Linearised TD dynamics for policy evaluation in closed form (Anonymous 2023 §4, App. A-C;
+docs/references.md#anonymous-2023).
 
-Notation (seed 004 §3): dataset inputs X (state-action pairs), next inputs X' = (s', π(s')), evaluation inputs X*;
+Notation (Anonymous 2023 §3): dataset inputs X (state-action pairs), next inputs X' = (s', π(s')), evaluation inputs X*;
 U = ∇_θ Q_0(X), V = ∇_θ Q_0(X'), Θ_AB = ∇_θ Q_0(A) ∇_θ Q_0(B)ᵀ the empirical NTK at init;
 r̂ = Q_0 − r − G Q_0'.
 We write the discount as a per-transition diagonal G = diag(γ (1 − done)) so terminal transitions do not bootstrap (with
@@ -66,7 +67,7 @@ def _check_mode(mode: str) -> None:
 
 
 def theta_bar(theta: KernelBlocks, g: torch.Tensor) -> torch.Tensor:
-    """Θ̄ = Θ_XX − GΘ_X'X − Θ_XX'G + GΘ_X'X'G (seed 004 eq. 9/30) for discounts ``g`` [n]."""
+    """Θ̄ = Θ_XX − GΘ_X'X − Θ_XX'G + GΘ_X'X'G (Anonymous 2023 eq. 9/30) for discounts ``g`` [n]."""
     G = g[:, None]
     return theta.xx - G * theta.xpx - (G * theta.xpx).T + G * theta.xpxp * g[None, :]
 

@@ -1,4 +1,5 @@
-"""TD-NTK study: linearised TD policy evaluation vs really trained networks (seed 004_7db3366e25fdd68e §5, App. D).
+"""TD-NTK study: linearised TD policy evaluation vs really trained networks (Anonymous 2023 §5, App. D;
+docs/references.md#anonymous-2023).
 
 For each environment (the App. D.1 toy and cart-pole policy evaluation, :mod:`repdyn.theory.td_envs`):
 
@@ -12,9 +13,9 @@ For each environment (the App. D.1 toy and cart-pole policy evaluation, :mod:`re
    ½‖Q(X) − r − G Q(X')‖² (gradient through both terms, or a soft-updated target network) with step ``lr`` for
    ``n_steps`` steps, all members at once (``torch.func`` vmap over stacked parameters) → "NNs".
 4. Against the true values (toy: exact returns; cart-pole: Monte-Carlo returns of the policy): RMSE of the ensemble
-   mean and Gaussian NLL per evaluation state (mean ± std over states, as seed 004 Table 1) on train / test states;
+   mean and Gaussian NLL per evaluation state (mean ± std over states, as its Table 1) on train / test states;
    and, per checkpoint, the parameter-space and function-space distance between each trained network and its own
-   linearisation (seed 004 Fig. 1).
+   linearisation (its Fig. 1).
 
 Run: ``python -m repdyn.theory.td_ntk`` (config ``conf/theory/td_ntk.yaml``; ``envs=[toy]`` for one environment).
 Writes ``td_ntk_<env>.csv/.md`` (Table 1), ``td_ntk_<env>_distance.csv/.md`` (Fig. 1), ``td_ntk_<env>_*.png``,
@@ -135,7 +136,7 @@ def linearise(model: NTKMLP, ds: TDDataset, chunk: int) -> tuple[KernelBlocks, d
 
 
 def critical_lr(blocks: KernelBlocks, g: torch.Tensor) -> float:
-    """η_critical = 2/(λ_max + λ_min) of Θ̄ (seed 004 eq. 11)."""
+    """η_critical = 2/(λ_max + λ_min) of Θ̄ (Anonymous 2023 eq. 11)."""
     lam = torch.linalg.eigvalsh(theta_bar(blocks, g))
     return float(2.0 / (lam.max() + lam.min().clamp_min(0)))
 
@@ -186,7 +187,7 @@ def train_ensemble(
         with torch.no_grad():
             for p, gr in zip(params.values(), grads, strict=True):
                 p.sub_(lr * gr)
-            if target is not None:  # soft update θ̄ ← (1 − τ)θ̄ + τθ_{t+1} (seed 004 eq. 12)
+            if target is not None:  # soft update θ̄ ← (1 − τ)θ̄ + τθ_{t+1} (Anonymous 2023 eq. 12)
                 for k, p in params.items():
                     target[k].mul_(1 - tau).add_(tau * p)
         if step in want:

@@ -1,4 +1,4 @@
-"""PPO trust-region toy with a collapsed (1-D) representation (seed 002_0c42dbebb091a015 §3.2.1, App. C, Table 1,
+"""PPO trust-region toy with a collapsed (1-D) representation (Moalla et al. 2024 §3.2.1, App. C, Table 1,
 Fig. 5).
 
 Two states x, y with frozen 1-D features φ(x) ~ N(0, 1) and φ(y) = α φ(x) (the penultimate layer of a network
@@ -49,7 +49,7 @@ def action_probs(theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
 def closed_form_step(
     theta: torch.Tensor, phi_s: float, old_prob_a1: float, advantage: float, lr: float, clip_eps: float
 ) -> torch.Tensor:
-    """One SGD ascent step of PPO-Clip on the single sample (s, a1), in closed form (seed 002 App. C, eqs. 3-4).
+    """One SGD ascent step of PPO-Clip on the single sample (s, a1), in closed form (Moalla et al. App. C, eqs. 3-4).
 
     θ1_new = θ1 + δ_s, θ2_new = θ2 − δ_s, δ_s = η · A/π_old(a1|s) · φ(s) · π_θ(a1|s) π_θ(a2|s), where the bracket is
     ∂π(a1|s)/∂θ1 = −∂π(a1|s)/∂θ2. The clipped surrogate has zero gradient when the ratio r = π_θ(a1|s)/π_old(a1|s)
@@ -167,7 +167,7 @@ def summarise(result: ToyResult, case: str, clip_eps: float) -> dict:
 
 
 def plot(results: dict[str, ToyResult], path: Path) -> None:
-    """Fig. 5 of seed 002: π(a1|x), π(a1|y) over the steps with each state's clip limits π_old(1 ± ε)."""
+    """Fig. 5 of Moalla et al. 2024: π(a1|x), π(a1|y) over the steps with each state's clip limits π_old(1 ± ε)."""
     import matplotlib
 
     matplotlib.use("Agg")
