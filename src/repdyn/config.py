@@ -165,7 +165,9 @@ def validate(cfg: DictConfig) -> None:
         v = train[key]
         _check(0 < v <= 1, f"train.{key}", f"must be a fraction of the budget in (0, 1], got {v}")
     _check(train.threads >= 1, "train.threads", f"must be ≥ 1, got {train.threads}")
-    _check(train.collector in ("lean", "torchrl"), "train.collector", f"must be lean or torchrl, got {train.collector!r}")
+    _check(
+        train.collector in ("lean", "torchrl"), "train.collector", f"must be lean or torchrl, got {train.collector!r}"
+    )
     _check(cfg.seed >= 0, "seed", f"must be ≥ 0, got {cfg.seed}")
     _check(
         cfg.device == "cpu" or cfg.device.startswith("cuda"),

@@ -17,7 +17,7 @@ from tensordict import TensorDict
 from torch import nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from repdyn.agents.losses import ppo_clip_objective
+from repdyn.agents.adam_step import step_all, zero_grads
 from repdyn.agents.distributions import (
     categorical_entropy,
     categorical_log_prob,
@@ -26,6 +26,7 @@ from repdyn.agents.distributions import (
     tanh_normal_log_prob,
     tanh_normal_sample,
 )
+from repdyn.agents.losses import ppo_clip_objective
 from repdyn.agents.networks import ActorNet, CriticNet, build_body, build_collector_policy, make_dist, rep_keys
 from repdyn.metrics.trust_region import trust_region_metrics
 
@@ -157,11 +158,14 @@ class PPOAgent:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 objective, ratio = ppo_clip_objective(log_prob, mb_old_log_prob, adv, a.clip_eps)
                 policy_loss = -objective.mean()
-                entropy = self.entropy(actor_out).mean()
+                with torch.set_grad_enabled(a.entropy_coef != 0):  # without a bonus it is only logged
+                    entropy = self.entropy(actor_out).mean()
                 critic_out = self.critic(mb_obs)
                 value_loss = (critic_out[0] - target[idx]).pow(2).mean()
                 loss = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy
-                extras = hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if hooks_add_loss else {}
+                extras = (
+                    hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if hooks_add_loss else {}
+                )
                 for v in extras.values():
                     loss = loss + v
                 if poison:
@@ -169,12 +173,10 @@ class PPOAgent:
                     poison = False
                 if not torch.isfinite(loss):
                     raise Diverged("loss/total")
-                for opt in self.optimizers.values():
-                    opt.zero_grad(set_to_none=True)
+                zero_grads(self.optimizers.values())
                 loss.backward()
                 grad_norms = self._clip_grads()
-                for opt in self.optimizers.values():
-                    opt.step()
+                step_all(self.optimizers.values())
                 log_ratio = log_prob.detach() - mb_old_log_prob
                 ratios.append(ratio.detach())
                 # one stacked row per step, summed once at the end (instead of a dozen scalar adds per step)

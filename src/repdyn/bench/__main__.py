@@ -1,4 +1,4 @@
-"""``python -m repdyn.bench {ppo,metrics,metric_share,atari,dqn,all} [args]`` — see each module's docstring."""
+"""``python -m repdyn.bench {throughput,ppo,metrics,metric_share,atari,dqn,all} [args]``: see each module."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ BENCHES = {
     "metric_share": "repdyn.bench.metric_share",
     "atari": "repdyn.bench.atari",
     "dqn": "repdyn.bench.dqn",
+    "throughput": "repdyn.bench.throughput",
 }
 
 

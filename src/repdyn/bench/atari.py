@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -106,7 +107,7 @@ def collector_with_cnn_policy(game: str, batches: int, steps_per_env: int = 128)
     critic = CriticNet(NatureCNN(4, 1, "relu"))
     policy = build_collector_policy(actor, critic, env.action_spec)
     frames = NUM_ENVS * steps_per_env
-    collector = make_collector(env, policy, frames)
+    collector = make_collector(env, SimpleNamespace(policy=policy), frames, "torchrl")
     it = iter(collector)
     next(it)  # warm-up batch (first reset, lazy buffers)
     start = time.perf_counter()

@@ -134,7 +134,7 @@ def bench_eviction(capacity: int, steps: int, repeats: int) -> dict[str, float]:
 
         return f
 
-    collector = make_collector(env, agent.policy, 1)
+    collector = make_collector(env, agent, 1)
     it = iter(collector)
 
     def env_step() -> None:
@@ -230,7 +230,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
     agent = build_agent(cfg, env)
     hooks = Hooks([])
     frames = cfg.env.num_envs * cfg.env.frames_per_env
-    collector = make_collector(env, agent.policy, frames)
+    collector = make_collector(env, agent, frames)
     it = iter(collector)
     next(it)  # first reset, lazy buffers
     collect_times, update_times = [], []

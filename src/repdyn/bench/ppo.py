@@ -51,9 +51,9 @@ def gym_wrapper_env(env_cfg, seed: int):
     return env
 
 
-def build_pieces(cfg, reference_env: bool = False):
-    """(env with frozen obs-norm, agent, collector) exactly as ``repdyn.train`` builds them, seeded 0; with
-    torchrl's ``GymWrapper`` env instead when ``reference_env``."""
+def build_pieces(cfg, reference_env: bool = False, kind: str = "torchrl"):
+    """(env with frozen obs-norm, agent, collector of ``kind``) as ``repdyn.train`` builds them, seeded 0; with
+    torchrl's ``GymWrapper`` env instead when ``reference_env`` (torchrl collector only)."""
     from repdyn.agents import build_agent
     from repdyn.collection import make_collector
     from repdyn.envs import make_env
@@ -65,7 +65,7 @@ def build_pieces(cfg, reference_env: bool = False):
     if e.obs_norm:
         add_frozen_obs_norm(env, e.obs_norm_steps)
     agent = build_agent(cfg, env)
-    collector = make_collector(env, agent.policy, e.num_envs * e.frames_per_env)
+    collector = make_collector(env, agent, e.num_envs * e.frames_per_env, kind)
     return env, agent, collector
 
 
@@ -112,12 +112,13 @@ def _clip_ppo_update(agent, batch, cfg) -> float:
     )
     loss.set_keys(sample_log_prob="action_log_prob")
     flat = batch.select("observation", "action", "action_log_prob", "advantage", "value_target").reshape(-1)
-    agent.buffer.empty()
-    agent.buffer.extend(flat)
     n = a.epochs * agent.minibatches_per_epoch
     t = time.perf_counter()
-    for _ in range(n):
-        mb = agent.buffer.sample()
+    for i in range(n):
+        if i % agent.minibatches_per_epoch == 0:
+            perm = torch.randperm(flat.shape[0])
+        j = i % agent.minibatches_per_epoch
+        mb = flat[perm[j * a.minibatch_size : (j + 1) * a.minibatch_size]]
         out = loss(mb)
         total = out["loss_objective"] + out["loss_critic"]
         for o in agent.optimizers.values():
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     res["raw_env_fps"] = raw_env_rate(e.id, e.num_envs, 3000)
 
     res["collect_gym_wrapper_fps"], _, _ = collection_rate(cfg, args.batches, reference_env=True)
-    res["collect_fps"], agent, batch = collection_rate(cfg, args.batches)
+    res["collect_fps"], agent, batch = collection_rate(cfg, args.batches, kind="lean")
 
     agent.process_batch(batch)
     hooks = Hooks([])
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     raw = res["raw_env_fps"]
     table.add_row("raw env (gymnasium SyncVectorEnv)", f"{raw:,.0f} frames/s", "1.00 (limit)")
     table.add_row(
-        "collection: ours (GymVectorEnv + Collector)",
+        "collection: ours (GymVectorEnv + LeanCollector)",
         f"{res['collect_fps']:,.0f} frames/s",
         f"{res['collect_fps'] / raw:.2f} of raw",
     )

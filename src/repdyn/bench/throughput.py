@@ -1,0 +1,241 @@
+"""repdyn vs a single-file plain-PyTorch script, in one process and sitting: collection, update, end to end.
+
+``python -m repdyn.bench throughput [--quick] [--json PATH]`` measures, alternating ours and the reference so that
+machine load hits both alike (medians over the repeats):
+
+- PPO-MuJoCo (Hopper, 2 envs × 1024, minibatch 64, 10 epochs, 1 torch thread):
+  (a) the raw gymnasium vector env (random actions); (b) our lean collection (:mod:`repdyn.lean_collector`);
+  (c) the torchrl ``Collector`` path (``train.collector=torchrl``); (d) our update vs the reference's
+  (:mod:`repdyn.bench.reference_ppo`, grad steps/s over its steady window); (e) end to end: a real run
+  (``metrics=default``, ``logger=none``) vs the reference on the same number of batches.
+- DQN on Acrobot (2×64 ReLU, one gradient step per env step, minibatch 64; 1 env, 4 steps per batch) end to end vs
+  :mod:`repdyn.bench.reference_dqn`, over the env steps after ``learning_starts``.
+- PPO-Atari (Phoenix, 8 envs × 128, two Nature CNNs, ``agent=ppo_atari``, 2 torch threads on both sides) end to end
+  vs the reference with the same two-CNN layout.
+
+"End to end" is steady state on both sides: env steps per second between the first batch's end and the last, so the
+obs-norm warm-up, the first capacity probe and the first batch are excluded (ours: from the ``perf/wall_time`` of the
+history records; the reference times the same window). Our runs use the metric cadences of a full-length run
+(``train.total_frames`` of the paper budget, stopped after the measured batches with ``debug.stop_after_batches``),
+so metrics cost what they cost in a real run, not what a 10-batch budget would squeeze in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+PPO_MUJOCO = ["env=mujoco/hopper"]
+DQN_ACROBOT = [
+    "agent=dqn",
+    "env=classic/acrobot",
+    "env.num_envs=1",
+    "env.frames_per_env=4",
+    "model.activation=relu",
+    "agent.minibatch_size=64",
+]
+PPO_ATARI = ["env=atari/phoenix"]
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from repdyn.config import register_configs
+    from repdyn.paths import CONF_DIR
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def steady_rate(records: list[dict], from_step: int) -> float:
+    """Env steps/s between the first record at or past ``from_step`` and the last record (``perf/wall_time``)."""
+    window = [r for r in records if r["step"] >= from_step and "perf/wall_time" in r]
+    if len(window) < 2:
+        raise ValueError(f"need two timed records from step {from_step}; got {len(window)} (run more batches)")
+    first, last = window[0], window[-1]
+    return (last["step"] - first["step"]) / (last["perf/wall_time"] - first["perf/wall_time"])
+
+
+def repdyn_e2e(overrides: list[str], batches: int, budget: int, threads: int, from_step: int) -> float:
+    """Steady env steps/s of a real ``repdyn.train`` run of ``batches`` batches (cadences of a ``budget`` run)."""
+    from repdyn.logging.history import read_history
+    from repdyn.train import run
+
+    cfg = _compose(
+        [
+            *overrides,
+            "logger=none",
+            "metrics=default",
+            "train.progress=false",
+            f"train.total_frames={budget}",
+            f"train.threads={threads}",
+            f"debug.stop_after_batches={batches}",
+        ]
+    )
+    batch = cfg.env.num_envs * cfg.env.frames_per_env
+    cfg.train.log_every = batch / budget  # a record (with its wall time) at every batch end; logging is cheap
+    with tempfile.TemporaryDirectory() as d:
+        run(cfg, d)
+        return steady_rate(read_history(Path(d) / "history.jsonl"), max(from_step, batch))
+
+
+def collection_rates(batches: int) -> tuple[dict[str, float], Any, Any]:
+    """Frames/s of the raw env, the lean collector and torchrl's Collector on Hopper, alternating batches (after a
+    warm-up batch each); also an agent and the last batch it collected (for the update measurement)."""
+    from repdyn.bench.ppo import build_pieces, raw_env_rate
+
+    cfg = _compose([*PPO_MUJOCO, "logger=none"])
+    e = cfg.env
+    out = {"raw": [], "lean": [], "torchrl": []}
+    pieces = {kind: build_pieces(cfg, kind=kind) for kind in ("lean", "torchrl")}
+    iters = {kind: iter(p[2]) for kind, p in pieces.items()}
+    for it in iters.values():
+        next(it)
+    for _ in range(batches):
+        out["raw"].append(raw_env_rate(e.id, e.num_envs, e.frames_per_env))
+        for kind, it in iters.items():
+            t = time.perf_counter()
+            batch = next(it)
+            out[kind].append(batch.numel() / (time.perf_counter() - t))
+    for env, _, collector in pieces.values():
+        collector.shutdown()
+        if not env.is_closed:
+            env.close()
+    return {k: statistics.median(v) for k, v in out.items()}, pieces["torchrl"][1], batch
+
+
+def our_update_rate(agent: Any, batch: Any, repeats: int) -> float:
+    """Grad steps/s of :meth:`PPOAgent.update` on a real Hopper batch (median of ``repeats``)."""
+    from repdyn.interventions import Hooks
+
+    agent.process_batch(batch)
+    n = agent.acfg.epochs * agent.minibatches_per_epoch
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        agent.update(batch.clone(), 0, Hooks([]))
+        rates.append(n / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def _alternate(repeats: int, ours: Callable[[], float], theirs: Callable[[], dict]) -> tuple[list[float], list[dict]]:
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(ours())
+        b.append(theirs())
+    return a, b
+
+
+def measure(quick: bool) -> dict[str, float]:
+    from repdyn.bench import reference_dqn, reference_ppo
+
+    r = 1 if quick else 3
+    res: dict[str, float] = {}
+    torch.set_num_threads(1)
+
+    # --- PPO-MuJoCo -------------------------------------------------------------------------------------------------
+    col, agent, batch = collection_rates(2 if quick else 5)
+    res.update(ppo_raw_fps=col["raw"], ppo_collect_fps=col["lean"], ppo_collect_torchrl_fps=col["torchrl"])
+    res["ppo_update_grad_steps_per_s"] = our_update_rate(agent, batch, 1 if quick else 3)
+    n_ppo = 4 if quick else 8
+    ours, ref = _alternate(
+        r,
+        lambda: repdyn_e2e(PPO_MUJOCO, n_ppo, 5_000_000, 1, 0),
+        lambda: reference_ppo.run("Hopper-v5", total_frames=n_ppo * 2048, num_envs=2, frames_per_env=1024),
+    )
+    res["ppo_e2e_sps"] = statistics.median(ours)
+    res["ppo_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
+    res["ppo_reference_update_grad_steps_per_s"] = statistics.median(
+        x["grad_steps"] * (x["batches"] - 1) / x["batches"] / x["update_wall"] for x in ref
+    )
+
+    # --- DQN Acrobot ------------------------------------------------------------------------------------------------
+    starts = 1000
+    n_dqn = (starts + (2000 if quick else 6000)) // 4
+    ours, ref = _alternate(
+        r,
+        lambda: repdyn_e2e(DQN_ACROBOT, n_dqn, 100_000, 1, starts + 4),
+        lambda: reference_dqn.run("Acrobot-v1", total_frames=n_dqn * 4, minibatch_size=64, learning_starts=starts),
+    )
+    res["dqn_e2e_sps"] = statistics.median(ours)
+    res["dqn_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
+
+    # --- PPO-Atari --------------------------------------------------------------------------------------------------
+    n_atari = 3 if quick else 6
+    ours, ref = _alternate(
+        r,
+        lambda: repdyn_e2e(PPO_ATARI, n_atari, 10_000_000, 2, 0),
+        lambda: reference_ppo.run(
+            "ALE/Phoenix-v5", total_frames=n_atari * 1024, num_envs=8, frames_per_env=128, cnn=True, threads=2
+        ),
+    )
+    res["atari_e2e_sps"] = statistics.median(ours)
+    res["atari_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
+
+    res["ppo_collect_vs_raw"] = res["ppo_collect_fps"] / res["ppo_raw_fps"]
+    res["ppo_collect_vs_torchrl"] = res["ppo_collect_fps"] / res["ppo_collect_torchrl_fps"]
+    res["ppo_update_vs_reference"] = res["ppo_update_grad_steps_per_s"] / res["ppo_reference_update_grad_steps_per_s"]
+    res["ppo_e2e_vs_reference"] = res["ppo_e2e_sps"] / res["ppo_reference_sps"]
+    res["dqn_e2e_vs_reference"] = res["dqn_e2e_sps"] / res["dqn_reference_sps"]
+    res["atari_e2e_vs_reference"] = res["atari_e2e_sps"] / res["atari_reference_sps"]
+    return res
+
+
+def print_table(res: dict[str, float], quick: bool) -> None:
+    table = Table(title=f"repdyn vs single-file PyTorch ({'quick' if quick else 'full'}; medians, same process)")
+    for col in ("setting", "measure", "repdyn", "reference", "ratio"):
+        table.add_column(col)
+    rows = [
+        ("PPO Hopper", "collection vs raw env (frames/s)", "ppo_collect_fps", "ppo_raw_fps", "ppo_collect_vs_raw"),
+        (
+            "PPO Hopper",
+            "lean collector vs torchrl Collector",
+            "ppo_collect_fps",
+            "ppo_collect_torchrl_fps",
+            "ppo_collect_vs_torchrl",
+        ),
+        (
+            "PPO Hopper",
+            "update (grad steps/s)",
+            "ppo_update_grad_steps_per_s",
+            "ppo_reference_update_grad_steps_per_s",
+            "ppo_update_vs_reference",
+        ),
+        ("PPO Hopper", "end to end (env steps/s)", "ppo_e2e_sps", "ppo_reference_sps", "ppo_e2e_vs_reference"),
+        ("DQN Acrobot", "end to end (env steps/s)", "dqn_e2e_sps", "dqn_reference_sps", "dqn_e2e_vs_reference"),
+        ("PPO Phoenix", "end to end (env steps/s)", "atari_e2e_sps", "atari_reference_sps", "atari_e2e_vs_reference"),
+    ]
+    for setting, what, ours, theirs, ratio in rows:
+        table.add_row(setting, what, f"{res[ours]:,.0f}", f"{res[theirs]:,.0f}", f"{res[ratio]:.2f}×")
+    Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m repdyn.bench throughput", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repeat, fewer batches (under 10 minutes)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every figure and ratio to this file")
+    args = parser.parse_args(None if argv is None else list(argv))
+    res = measure(args.quick)
+    print_table(res, args.quick)
+    if args.json is not None:
+        args.json.write_text(json.dumps(res, indent=2, sort_keys=True))
+    return res
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
