@@ -546,7 +546,7 @@ def squared_error_loss(model: nn.Module):
 def policy_loss(model: nn.Module):
     def loss_fn(params, buffers, sample):
         logits = functional_call(model, (params, buffers), (sample["x"].unsqueeze(0),))[0]
-        return -torch.log_softmax(logits, -1)[0, sample["a"]]
+        return -torch.log_softmax(logits, -1).gather(-1, sample["a"].reshape(1, 1)).reshape(())
 
     return loss_fn
 
@@ -588,7 +588,7 @@ def test_update_rank_of_degenerate_matrices(case, threshold) -> None:
     assert r == int(r) and 0 <= r <= min(A.shape)
     if kind == "zeros":
         assert r == 0
-    if kind in ("constant", "constant_rows") and A.any():
+    if kind in ("constant", "constant_rows") and A.any() and threshold > 0:  # (threshold 0 also counts round-off σ)
         assert r == 1
 
 
