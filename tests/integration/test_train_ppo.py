@@ -129,6 +129,20 @@ def test_planted_nan_diverges_and_sweep_neighbour_completes(tmp_path):
     assert statuses == ["completed", "diverged"]
 
 
+def test_collapse_regime_lr100_runs_to_the_end(tmp_path):
+    """agent.lr=100 collapses the policy at once: discrete ratios of exactly 0 below the clip range made
+    trust_region/excess_ratio a division by zero (status "failed", empty history). The regime must be measurable."""
+    d = tmp_path / "run"
+    proc = run_cli(*BASE, "train.total_frames=1024", "agent.lr=100", f"hydra.run.dir={d}")
+    s = summary(d)
+    assert s["status"] in ("completed", "diverged"), s.get("error")
+    assert proc.returncode in (0, 3), proc.stderr[-2000:]
+    recs = history(d)
+    assert [r["step"] for r in recs][:2] == [0, 512]
+    tr = recs[1]
+    assert tr["trust_region/ratio_below_mean"] == 0.0 and math.isfinite(tr["trust_region/excess_ratio"])
+
+
 def test_secrets_never_written(tmp_path):
     d = tmp_path / "run"
     secret = "sk-test-0123456789abcdef"

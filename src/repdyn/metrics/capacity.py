@@ -15,6 +15,15 @@ fixed budget of epochs of shuffled minibatches, and report the loss at the end o
 mean over the final epoch: it is then a property of the fitted network alone, not of the minibatch order — our choice.
 Collecting the dataset, the cadence and the offline CLI are the training loop's job; this module is pure given its
 inputs (the checkpoint is deep-copied once; the target is only evaluated).
+
+Degenerate input: a checkpoint equal to the target (zero weights included) gives 0 for the critic and ≈ 0 for actors;
+constant observations and a single observation are ordinary datasets. The reported loss is evaluated in float64, so
+finite outputs of any float32 magnitude give a finite loss (a critic whose values are 1e25 has a squared error of
+1e50, beyond float32); the categorical KL uses 0·log 0 = 0, so logits saturated to probability 0 contribute 0, not
+NaN. Non-finite observations or outputs (a diverged checkpoint) give NaN. Capacity loss: Lyle, Rowland & Dabney 2022,
+"Understanding and Preventing Capacity Loss in Reinforcement Learning", arXiv:2204.09560; its PPO protocol: Moalla,
+Miele, Pyatko, Pascanu & Gulcehre 2024, "No Representation, No Trust: Connecting Representation, Collapse, and Trust
+Issues in PPO", arXiv:2405.00662.
 """
 
 from __future__ import annotations
@@ -49,21 +58,38 @@ def capacity_loss(kind: str, fit: Any, target: Any) -> Tensor:
     """Mean-over-states fitting loss between distribution parameters / values (module docstring formulas).
 
     ``fit``/``target``: logits ``[n, A]`` (categorical), ``(loc, scale)`` each ``[n, A]`` (Normal, TanhNormal's
-    underlying Normal) or values ``[n]`` (critic)."""
+    underlying Normal) or values ``[n]`` (critic).
+
+    Degenerate input: identical ``fit`` and ``target`` give exactly 0 at any finite magnitude (the Normal KL is computed
+    from the ratios σ_t/σ_f and (μ_t − μ_f)/σ_f, which do not overflow when σ² would; terms with target probability 0
+    contribute 0); scales must be positive (the networks floor them at 1e-4); any non-finite input gives NaN. Computed
+    in the inputs' dtype (the fitting loop's); :func:`fit_to_target` reports its final loss in float64."""
+    if kind not in CAPACITY_KINDS:
+        raise ValueError(f"kind={kind!r}; choose one of {list(CAPACITY_KINDS)}")
     if kind == "actor_categorical":
         lt, lf = torch.log_softmax(target, -1), torch.log_softmax(fit, -1)
-        return (lt.exp() * (lt - lf)).sum(-1).mean()
-    if kind in ("actor_normal", "actor_tanh_normal"):
+        pt = lt.exp()
+        loss = torch.where(pt > 0, pt * (lt - lf), torch.zeros_like(pt)).sum(-1).mean()
+        inputs = (fit, target)
+    elif kind == "critic":
+        loss = (fit - target).square().mean()
+        inputs = (fit, target)
+    else:
         (mt, st), (mf, sf) = target, fit
-        kl = torch.log(sf / st) + (st.square() + (mt - mf).square()) / (2 * sf.square()) - 0.5
-        return kl.sum(-1).mean()
-    if kind == "critic":
-        return (fit - target).square().mean()
-    raise ValueError(f"kind={kind!r}; choose one of {list(CAPACITY_KINDS)}")
+        r = st / sf
+        kl = -torch.log(r) + 0.5 * (r.square() + ((mt - mf) / sf).square()) - 0.5
+        loss = kl.sum(-1).mean()
+        inputs = (mt, st, mf, sf)
+    finite = torch.stack([torch.isfinite(x).all() for x in inputs]).all()
+    return torch.where(finite, loss, torch.full_like(loss, float("nan")))
 
 
 def _detach(x: Any) -> Any:
     return tuple(t.detach() for t in x) if isinstance(x, tuple) else x.detach()
+
+
+def _double(x: Any) -> Any:
+    return tuple(t.double() for t in x) if isinstance(x, tuple) else x.double()
 
 
 def _index(x: Any, idx: Tensor | slice) -> Any:
@@ -105,7 +131,10 @@ def fit_to_target(
     Optimizer: fresh ``torch.optim.Adam(lr, betas, eps)``, gradient-norm clipping at ``max_grad_norm`` (None: off).
     ``generator`` shuffles minibatches (default: a generator seeded 0, so the global RNG is untouched).
     ``dist_params(raw)`` reads logits / (loc, scale) / values from a network's raw return (defaults in
-    :func:`_default_params`, the ``repdyn.agents.networks`` layout)."""
+    :func:`_default_params`, the ``repdyn.agents.networks`` layout).
+
+    Degenerate input: a single or constant observation, zero-weight checkpoints and targets are fine; the final loss
+    is evaluated in float64 (finite for any finite outputs); non-finite observations or outputs give NaN."""
     if kind not in CAPACITY_KINDS:
         raise ValueError(f"kind={kind!r}; choose one of {list(CAPACITY_KINDS)}")
     for name, v in (("epochs", epochs), ("minibatch_size", minibatch_size), ("eval_chunk", eval_chunk)):
@@ -140,4 +169,4 @@ def fit_to_target(
             opt.step()
             bar.update()
     bar.close()
-    return capacity_loss(kind, _evaluate(fit, read, obs, eval_chunk), targets).item()
+    return capacity_loss(kind, _double(_evaluate(fit, read, obs, eval_chunk)), _double(targets)).item()

@@ -17,6 +17,13 @@ Two exact ways to compute K, never a Python loop over samples:
 ``method="auto"`` (default) uses the structured rule for every ``nn.Linear`` called exactly once on 2-D inputs and the
 jacobian rule for every other parameter (convolutions, Linear layers reused or applied to >2-D inputs); the two parts
 add up because K is a sum over parameters. ``benchmark: python -m repdyn.bench.metrics`` prints the measured gains.
+
+Degenerate input: zero weights, constant inputs and a single sample are ordinary inputs here (an MLP with every
+weight 0 has ∇f = ∂f/∂(output bias) for every input, so K is constant: all ones for a scalar head); non-finite inputs
+or parameters give NaN entries and :func:`ntk_metrics` then NaN summaries, never an error. NTK: Jacot, Gabriel &
+Hongler 2018, "Neural Tangent Kernel: Convergence and Generalization in Neural Networks", arXiv:1806.07572;
+structured derivatives: Novak, Sohl-Dickstein & Schoenholz 2022, "Fast Finite Width Neural Tangent Kernel",
+arXiv:2206.08720.
 """
 
 from __future__ import annotations
@@ -283,6 +290,10 @@ def ntk_gram(
     ``"structured"`` (module docstring). Parameters are θ = those with ``requires_grad``; the model is not modified,
     and no ``.grad`` is accumulated. Assumes no coupling between samples in the forward pass (eval-mode BatchNorm only).
     The result has the dtype of the model's parameters and is detached.
+
+    Degenerate input: a single sample gives a 1×1 K; identical inputs give a constant K; zero weights give the
+    output-bias kernel (module docstring); NaN/±inf inputs or parameters propagate into K (no error). Entries beyond
+    the parameters' dtype (float32: ‖∇f‖² > 3.4e38) are ±inf.
     """
     _check_inputs(x1, x2, aux1, aux2, chunk_size)
     output_fn = output_fn or default_output_fn
@@ -335,9 +346,17 @@ def ntk_diag(
     method: str = "auto",
     max_chunk_bytes: int = 2**28,
 ) -> Tensor:
+<<<<<<< HEAD
     """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (used for
     replay eviction, Jansson 2025 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
     ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`."""
+=======
+    """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (SPEC §4; used
+    for replay eviction, seed 000 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
+    ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`.
+
+    Degenerate input: as :func:`ntk_gram` (equals its diagonal)."""
+>>>>>>> metrics-degenerate
     _check_inputs(x, None, aux, None, chunk_size)
     output_fn = output_fn or default_output_fn
     params = _trainable(model)
@@ -368,15 +387,30 @@ def ntk_metrics(K: Tensor, y: Tensor | None = None) -> dict[str, float]:
     - ``trace`` = Tr K / n (normalised so batch sizes compare).
     - ``entropy`` = −Σ λ̃_i log λ̃_i with λ̃ = λ / Σλ the normalised eigenvalues (von Neumann entropy); eigenvalues are
       clamped at 0 first because round-off makes tiny ones negative; 0 for the zero kernel.
-    - ``kernel_alignment`` = yᵀ K y / (‖K‖_F ‖y‖²) for targets y = f*(A) (only when ``y`` is given; NaN when
-      K or y is zero, where the ratio is undefined).
+    - ``kernel_alignment`` = yᵀ K y / (‖K‖_F ‖y‖²) for targets y = f*(A) (only when ``y`` is given).
+
+    Kernel-target alignment: Cristianini, Shawe-Taylor, Elisseeff & Kandola 2001, "On Kernel-Target Alignment"
+    (NeurIPS); the von Neumann entropy of the normalised spectrum as an effective-dimension measure of K.
+
+    Degenerate input: the zero kernel gives trace 0, entropy 0 and alignment 0; zero targets give alignment 0 (0/0:
+    "aligned with nothing" — a finite value, so a dead network or an all-zero target batch is not mistaken for a
+    diverged run); a constant kernel or n = 1 has one non-zero eigenvalue, entropy 0. Entropy and alignment are
+    scale-invariant and are computed in float64 on K / max|K| and y / max|y|, so finite K of any magnitude gives finite
+    values. A non-finite K gives NaN for every key; non-finite y gives NaN alignment only.
     """
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise ValueError(f"K must be a square matrix [n, n], got shape {tuple(K.shape)}")
     n = K.shape[0]
-    K = K.detach()
-    Ks = 0.5 * (K + K.T)
-    lam = torch.linalg.eigvalsh(Ks).clamp_min(0)
+    K = K.detach().double()
+    if y is not None:
+        y = y.detach().reshape(-1).double()
+        if y.shape[0] != n:
+            raise ValueError(f"y must have {n} entries (one per kernel row), got {y.shape[0]}")
+    if not bool(torch.isfinite(K).all()):
+        nan = float("nan")
+        return {"trace": nan, "entropy": nan} | ({} if y is None else {"kernel_alignment": nan})
+    Kn = _unit_scale(K)
+    lam = torch.linalg.eigvalsh(0.5 * (Kn + Kn.T)).clamp_min(0)
     total = lam.sum()
     if total > 0:
         p = lam / total
@@ -385,28 +419,44 @@ def ntk_metrics(K: Tensor, y: Tensor | None = None) -> dict[str, float]:
         entropy = 0.0
     out = {"trace": (torch.diagonal(K).sum() / n).item(), "entropy": entropy}
     if y is not None:
-        y = y.detach().reshape(-1).to(K.dtype)
-        if y.shape[0] != n:
-            raise ValueError(f"y must have {n} entries (one per kernel row), got {y.shape[0]}")
-        denom = torch.linalg.matrix_norm(K) * y.square().sum()
-        out["kernel_alignment"] = (y @ K @ y / denom).item() if denom > 0 else float("nan")
+        out["kernel_alignment"] = _alignment(Kn, y, y)
     return out
+
+
+def _unit_scale(x: Tensor) -> Tensor:
+    """``x / max|x|`` (``x`` itself when it is all zeros): every entry in [-1, 1], so products cannot overflow."""
+    m = x.abs().max()
+    return x / m if m > 0 else x
+
+
+def _alignment(K: Tensor, y_a: Tensor, y_b: Tensor) -> float:
+    """y_bᵀ K y_a / (‖K‖_F ‖y_a‖ ‖y_b‖) in float64 on unit-scaled inputs; 0 when a factor is zero, NaN when y_a or
+    y_b is non-finite (K is finite here)."""
+    if not (bool(torch.isfinite(y_a).all()) and bool(torch.isfinite(y_b).all())):
+        return float("nan")
+    K, y_a, y_b = _unit_scale(K.double()), _unit_scale(y_a.double()), _unit_scale(y_b.double())
+    denom = torch.linalg.matrix_norm(K) * y_a.norm() * y_b.norm()
+    return (y_b @ K @ y_a / denom).item() if denom > 0 else 0.0
 
 
 def kernel_test_alignment(K_BA: Tensor, y_A: Tensor, y_B: Tensor) -> float:
     """Kernel test alignment y_Bᵀ K(B, A) y_A / (‖K(B, A)‖_F ‖y_A‖ ‖y_B‖) (Jansson 2025 §2.6).
 
-    ``K_BA`` is ``[n_B, n_A]`` (e.g. ``ntk_gram(model, x_B, x_A)``); NaN when a norm is zero (undefined)."""
+    ``K_BA`` is ``[n_B, n_A]`` (e.g. ``ntk_gram(model, x_B, x_A)``).
+
+    Degenerate input: 0 when K_BA, y_A or y_B is all zeros (0/0, aligned with nothing), finite for finite input of any
+    magnitude (computed in float64 on unit-scaled inputs), NaN when any input is non-finite."""
     if K_BA.ndim != 2:
         raise ValueError(f"K_BA must be a matrix [n_B, n_A], got shape {tuple(K_BA.shape)}")
-    y_A = y_A.detach().reshape(-1).to(K_BA.dtype)
-    y_B = y_B.detach().reshape(-1).to(K_BA.dtype)
+    y_A = y_A.detach().reshape(-1)
+    y_B = y_B.detach().reshape(-1)
     if y_A.shape[0] != K_BA.shape[1] or y_B.shape[0] != K_BA.shape[0]:
         raise ValueError(
             f"y_A needs {K_BA.shape[1]} entries and y_B {K_BA.shape[0]}; got {y_A.shape[0]}, {y_B.shape[0]}"
         )
-    denom = torch.linalg.matrix_norm(K_BA) * y_A.norm() * y_B.norm()
-    return (y_B @ K_BA @ y_A / denom).item() if denom > 0 else float("nan")
+    if not bool(torch.isfinite(K_BA).all()):
+        return float("nan")
+    return _alignment(K_BA.detach(), y_A, y_B)
 
 
 def ntk_summary(
@@ -418,6 +468,13 @@ def ntk_summary(
     aux: Tensor | None = None,
     chunk_size: int = 256,
 ) -> dict[str, float]:
+<<<<<<< HEAD
     """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record."""
+=======
+    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record of SPEC §4.
+
+    Degenerate input: as :func:`ntk_gram` then :func:`ntk_metrics` (finite for a finite model and inputs, NaN
+    summaries for non-finite ones)."""
+>>>>>>> metrics-degenerate
     K = ntk_gram(model, x, output_fn=output_fn, aux1=aux, chunk_size=chunk_size)
     return ntk_metrics(K, y)

@@ -38,6 +38,11 @@ def representation_metrics(
     Keys: effective_rank, approx_rank, srank, feature_rank, numerical_rank, stable_rank, sv_max, sv_2, sv_min,
     dead_units, dead_units_frac, dormant_units, dormant_units_frac, feature_norm, preact_norm, preact_norm_all
     [, value_mean, value_std] [, policy_variance].
+
+    Degenerate input: the key set depends only on the optional arguments, never on the values. Each key follows its
+    function's rule: all-zero features give 0 for every rank and norm and dead/dormant fractions of 1; identical
+    samples (a collapsed representation) give rank 1, variance 0 and every unit dead under the std rule; finite input
+    of any float32 magnitude gives finite values; non-finite features give NaN for the keys computed from them.
     """
     if (policy is None) != (policy_kind is None):
         raise ValueError("policy and policy_kind must be given together")

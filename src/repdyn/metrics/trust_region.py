@@ -11,6 +11,18 @@ empty and ``excess_ratio`` is absent unless both sets are non-empty (not logged)
 ratios are clipped to [1e-12, 1e12] before averaging (App. B.4: they diverge to 0 and ∞ before collapse). NaN ratios
 belong to neither set.
 
+Degenerate input (the collapse regime, e.g. ``agent.lr=100``, is what these statistics exist to measure, so none of
+them may raise there). A discrete π_θ(a|s) that underflowed to exactly 0 gives ratios of 0 below the range and
+``ratio_below_mean = 0``; the ratio of means is then taken with its denominator floored at the continuous clip's lower
+end, ``excess_ratio = ratio_above_mean / max(ratio_below_mean, 1e-12)`` (so at most 1e12 × ratio_above_mean, a large
+finite value, instead of a division by zero). For finite ratios (non-negative by construction) every returned value is
+finite; all ratios inside the range give only ``n_above = n_below = 0``; a single sample is a set of one. Non-finite
+ratios: NaN is in neither set; +inf is above the range (continuous: clipped to 1e12; discrete: ``ratio_above_mean`` and
+``excess_ratio`` are then +inf, which the training loop reads as divergence). Ratios and the PPO-Clip objective:
+Schulman, Wolski, Dhariwal, Radford & Klimov 2017, "Proximal Policy Optimization Algorithms", arXiv:1707.06347; the
+above/below statistics: Moalla, Miele, Pyatko, Pascanu & Gulcehre 2024, "No Representation, No Trust: Connecting
+Representation, Collapse, and Trust Issues in PPO", arXiv:2405.00662.
+
 The clipped surrogate itself lives in :func:`repdyn.agents.losses.ppo_clip_objective` (shared with the theory toy).
 """
 
@@ -38,7 +50,10 @@ def trust_region_metrics(ratios: Tensor | Sequence[Tensor], eps: float, continuo
     """Ratio statistics above / below the clip range [1 − ε, 1 + ε] (module docstring).
 
     ``ratios``: a tensor or a list of per-minibatch tensors (concatenated; float64 accumulation so 1e12-clipped
-    values average exactly). Returns n_above, n_below always, the means and ``excess_ratio`` when defined."""
+    values average exactly). Returns n_above, n_below always, the means and ``excess_ratio`` when defined.
+
+    Degenerate input: never raises for a tensor of any values (module docstring); ``excess_ratio`` =
+    ratio_above_mean / max(ratio_below_mean, 1e-12), finite whenever the ratios are."""
     if not 0.0 < eps < 1.0:
         raise ValueError(f"eps must be in (0, 1), got {eps!r}")
     r = _flat(ratios).double()
@@ -52,22 +67,32 @@ def trust_region_metrics(ratios: Tensor | Sequence[Tensor], eps: float, continuo
     if below.numel():
         out["ratio_below_mean"] = below.mean().item()
     if above.numel() and below.numel():
-        out["excess_ratio"] = out["ratio_above_mean"] / out["ratio_below_mean"]
+        # floored denominator: discrete ratios reach exactly 0 at collapse (module docstring)
+        out["excess_ratio"] = (above.mean() / below.mean().clamp_min(RATIO_CLIP[0])).item()
     return out
 
 
 def approx_kl(log_ratio: Tensor) -> tuple[float, float]:
     """Estimators of KL(π_old ‖ π_θ) from log r = log π_θ − log π_old on samples from π_old (Schulman 2020,
     "Approximating KL divergence"): k1 = mean(−log r) (unbiased, high variance), k3 = mean((r − 1) − log r)
-    (unbiased, non-negative). Returns ``(k1, k3)``."""
+    (unbiased, non-negative). Returns ``(k1, k3)``.
+
+    Degenerate input: all-zero log-ratios (π_θ = π_old) give (0, 0); one sample is its own mean. Any non-finite
+    log-ratio gives (NaN, NaN). Finite input gives finite values except k3 = +inf when a log-ratio exceeds
+    log(float64 max) ≈ 709.78 (e^x is then not representable; the true k3 exceeds 1e308)."""
     lr = log_ratio.detach().double().reshape(-1)
     if lr.numel() == 0:
         raise ValueError("log_ratio must be non-empty")
+    if not bool(torch.isfinite(lr).all()):
+        return float("nan"), float("nan")
     return (-lr).mean().item(), (torch.expm1(lr) - lr).mean().item()
 
 
 def clip_fraction(ratios: Tensor | Sequence[Tensor], eps: float) -> float:
-    """Fraction of samples whose ratio is outside [1 − ε, 1 + ε] (where PPO-Clip's gradient is zeroed or clipped)."""
+    """Fraction of samples whose ratio is outside [1 − ε, 1 + ε] (where PPO-Clip's gradient is zeroed or clipped).
+
+    Degenerate input: always finite in [0, 1]; a NaN ratio counts as inside (the same rule as
+    :func:`trust_region_metrics`, where NaN belongs to neither set), ±inf as outside."""
     if not 0.0 < eps < 1.0:
         raise ValueError(f"eps must be in (0, 1), got {eps!r}")
     r = _flat(ratios).double()

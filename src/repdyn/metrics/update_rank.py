@@ -14,6 +14,12 @@ Vectorised: per-sample gradients with ``vmap(grad(loss_fn))``, the optimizer upd
 stack ``[k, *param.shape]`` (re-implementing ``torch.optim.Adam``/``AdamW``/``SGD`` single-tensor maths exactly), and
 ``vmap(functional_call)`` over the k parameter sets — no deep copies of the model or the optimizer, which are left
 untouched. Chunks over k bound memory (``chunk_size``, ``max_chunk_bytes``).
+
+Degenerate input: zero weights, constant inputs and k = 1 or n = 1 are ordinary: identical transitions give identical
+rows and identical probes identical columns, so A has rank ≤ 1; a zero update (zero gradients, e.g. an all-dead
+network) gives A = 0 and rank 0. A non-finite A (NaN/±inf inputs or parameters) gives rank NaN instead of LAPACK's
+"failed to converge" error. Rank threshold after Maddox, Benton & Wilson 2020, "Rethinking Parameter Counting in Deep
+Models: Effective Dimensionality Revisited", arXiv:2003.02139.
 """
 
 from __future__ import annotations
@@ -37,18 +43,26 @@ LossFn = Callable[[dict[str, Tensor], dict[str, Tensor], Any], Tensor]
 
 class UpdateRank(NamedTuple):
     matrix: Tensor  # A [k, n]
-    rank: int
+    rank: int | float  # an int; NaN when A is non-finite
 
 
-def update_rank(A: Tensor, threshold: float = 0.1) -> int:
-    """#{σ ∈ SVD(A) : σ > threshold · σ_max} (Lyle et al. 2022b App. B.1, ε = 0.1); 0 for the zero matrix."""
+def update_rank(A: Tensor, threshold: float = 0.1) -> int | float:
+    """#{σ ∈ SVD(A) : σ > threshold · σ_max} (Lyle et al. 2022b App. B.1, ε = 0.1); 0 for the zero matrix.
+
+    Degenerate input: the zero matrix → 0; a rank-one A (constant, identical rows or columns) → 1; finite A of any
+    magnitude is fine (the SVD runs in float64 on A / max|A|; the rank is scale-invariant); a non-finite A → float
+    NaN."""
     if A.ndim != 2:
         raise ValueError(f"A must be a matrix [k, n], got shape {tuple(A.shape)}")
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
-    s = torch.linalg.svdvals(A.detach().double())
-    if s.numel() == 0 or s[0] == 0:
+    A = A.detach().double()
+    if not bool(torch.isfinite(A).all()):
+        return float("nan")
+    scale = A.abs().max() if A.numel() else A.new_zeros(())
+    if scale == 0:
         return 0
+    s = torch.linalg.svdvals(A / scale)
     return int((s > threshold * s[0]).sum().item())
 
 
@@ -101,7 +115,10 @@ def functional_optimizer_step(
     """One step of ``optimizer`` (Adam, AdamW or SGD) from its current state for a stack of gradients per parameter.
 
     ``params``: name → current value; ``grads``: name → ``[c, *shape]``; ``names``: ``id(param) → name`` for the
-    optimizer's parameter objects. Returns name → ``[c, *shape]`` updated values; the optimizer is not modified."""
+    optimizer's parameter objects. Returns name → ``[c, *shape]`` updated values; the optimizer is not modified.
+
+    Degenerate input: zero gradients from a fresh (or zero-moment) optimizer leave the parameters exactly unchanged;
+    non-finite gradients propagate into the returned parameters (no error)."""
     if not isinstance(optimizer, torch.optim.Adam | torch.optim.SGD):
         raise ValueError(f"optimizer must be torch.optim.Adam, AdamW or SGD, got {type(optimizer).__name__}")
     out = {}
@@ -157,6 +174,9 @@ def update_matrix(
     ``output``: ``"value"`` (scalar head), ``"q_max"``/``"q_mean"``/``"q_taken"`` (``probe_aux`` = probe actions),
     ``"policy"`` (softmax of the logits, A_ij = L2 norm of the probability change), or a callable mapping the model's
     raw return on the probes to ``[n]`` (difference) or ``[n, m]`` (L2 norm of the difference).
+
+    Degenerate input: k = 1 or n = 1 give a 1-row / 1-column A; NaN/±inf samples, probes or parameters propagate into A
+    (no error); see the module docstring.
     """
     out_fn, needs_aux = _output_fn(output)
     if needs_aux and probe_aux is None:
@@ -217,6 +237,8 @@ def update_rank_metrics(
     threshold: float = 0.1,
     **kwargs: Any,
 ) -> UpdateRank:
-    """:func:`update_matrix` and its :func:`update_rank`; logged as ``update_rank/<net>/rank``."""
+    """:func:`update_matrix` and its :func:`update_rank`; logged as ``update_rank/<net>/rank``.
+
+    Degenerate input: rank in [0, min(k, n)] for finite A, NaN for a non-finite A (module docstring)."""
     A = update_matrix(model, loss_fn, batch, optimizer, probe_x, **kwargs)
     return UpdateRank(A, update_rank(A, threshold))
