@@ -98,7 +98,7 @@ def feature_drift(start: Tensor, end: Tensor) -> dict[str, float]:
 <<<<<<< HEAD
     ``feature_drift_cos`` = mean_n cos(start_n, end_n) (docs/metrics.md#feature-drift)."""
 =======
-    ``feature_drift_cos`` = mean_n cos(start_n, end_n) (SPEC §1 "diff" scope).
+    ``feature_drift_cos`` = mean_n cos(start_n, end_n) (docs/metrics.md#feature-drift).
 
     Degenerate input: identical features → l2 0 and cos 1 (0 for a zero row: a zero vector has cosine 0 with
     anything); zeros on either side → cos 0; non-finite features on either side → NaN for both keys."""
@@ -125,7 +125,7 @@ def policy_variance(params: Tensor | tuple[Tensor, Tensor], kind: str, *, from_l
 <<<<<<< HEAD
     A policy that outputs the same distribution in every state has variance 0 (Moalla et al. 2024 Fig. 2)."""
 =======
-    A policy that outputs the same distribution in every state has variance 0 (seed 002 Fig. 2).
+    A policy that outputs the same distribution in every state has variance 0 (Moalla et al. 2024, Fig. 2).
 
     Degenerate input: one state, or the same parameters in every state (a collapsed policy) → exactly 0; huge logits
     are fine (the softmax is shift-invariant); non-finite parameters → NaN."""

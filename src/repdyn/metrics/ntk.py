@@ -351,8 +351,8 @@ def ntk_diag(
     replay eviction, Jansson 2025 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
     ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`."""
 =======
-    """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (SPEC §4; used
-    for replay eviction, seed 000 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
+    """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (docs/metrics.md#empirical-ntk; used
+    for replay eviction, Jansson 2025 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
     ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`.
 
     Degenerate input: as :func:`ntk_gram` (equals its diagonal)."""
@@ -471,7 +471,7 @@ def ntk_summary(
 <<<<<<< HEAD
     """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record."""
 =======
-    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record of SPEC §4.
+    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record (docs/metrics.md#empirical-ntk).
 
     Degenerate input: as :func:`ntk_gram` then :func:`ntk_metrics` (finite for a finite model and inputs, NaN
     summaries for non-finite ones)."""
