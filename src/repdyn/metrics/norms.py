@@ -95,14 +95,10 @@ def preact_norm_all(preacts: Sequence[Tensor]) -> float:
 
 def feature_drift(start: Tensor, end: Tensor) -> dict[str, float]:
     """Drift of features on the same observations: ``feature_drift_l2`` = mean_n ‖end_n − start_n‖₂ and
-<<<<<<< HEAD
-    ``feature_drift_cos`` = mean_n cos(start_n, end_n) (docs/metrics.md#feature-drift)."""
-=======
     ``feature_drift_cos`` = mean_n cos(start_n, end_n) (docs/metrics.md#feature-drift).
 
     Degenerate input: identical features → l2 0 and cos 1 (0 for a zero row: a zero vector has cosine 0 with
     anything); zeros on either side → cos 0; non-finite features on either side → NaN for both keys."""
->>>>>>> metrics-degenerate
     _check_batch(start, "start")
     if start.shape != end.shape:
         raise ValueError(f"start {tuple(start.shape)} and end {tuple(end.shape)} must have the same shape")
@@ -122,14 +118,10 @@ def policy_variance(params: Tensor | tuple[Tensor, Tensor], kind: str, *, from_l
     ``kind="categorical"``: ``params`` = probabilities ``[N, A]`` (or logits with ``from_logits=True``).
     ``kind="normal"`` / ``"tanh_normal"``: ``params`` = ``(loc, scale)`` each ``[N, A]`` (for TanhNormal the parameters
     of the Normal before the tanh); the variance is averaged over the 2A values [loc, scale].
-<<<<<<< HEAD
-    A policy that outputs the same distribution in every state has variance 0 (Moalla et al. 2024 Fig. 2)."""
-=======
     A policy that outputs the same distribution in every state has variance 0 (Moalla et al. 2024, Fig. 2).
 
     Degenerate input: one state, or the same parameters in every state (a collapsed policy) → exactly 0; huge logits
     are fine (the softmax is shift-invariant); non-finite parameters → NaN."""
->>>>>>> metrics-degenerate
     if kind not in POLICY_KINDS:
         raise ValueError(f"kind={kind!r}; choose one of {list(POLICY_KINDS)}")
     if kind == "categorical":
