@@ -346,8 +346,8 @@ def ntk_diag(
     method: str = "auto",
     max_chunk_bytes: int = 2**28,
 ) -> Tensor:
-    """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (docs/metrics.md#empirical-ntk; used
-    for replay eviction, Jansson 2025 §3.7). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
+    """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (used for
+    replay eviction, Jansson 2025 §3.7; docs/metrics.md#empirical-ntk). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
     ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`.
 
     Degenerate input: as :func:`ntk_gram` (equals its diagonal)."""
@@ -462,7 +462,8 @@ def ntk_summary(
     aux: Tensor | None = None,
     chunk_size: int = 256,
 ) -> dict[str, float]:
-    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record (docs/metrics.md#empirical-ntk).
+    """``ntk_metrics(ntk_gram(model, x), y)``: the ``ntk/<net>/{trace,entropy,kernel_alignment}`` record
+    (docs/metrics.md#empirical-ntk).
 
     Degenerate input: as :func:`ntk_gram` then :func:`ntk_metrics` (finite for a finite model and inputs, NaN
     summaries for non-finite ones)."""
