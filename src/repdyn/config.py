@@ -106,6 +106,9 @@ class TrainLoopConfig:
     checkpoint_every: float = 0.025
     progress: bool = True
     threads: int = 1  # torch intra-op threads; 1 is fastest for small MLPs on 2 cores
+    # A run dir holding an earlier run's output but no checkpoint to resume from is refused unless this is true, which
+    # moves that output into <run dir>/previous_<time>/ first (a resumable checkpoint is always resumed instead).
+    overwrite: bool = False
 
 
 @dataclass
