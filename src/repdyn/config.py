@@ -107,6 +107,9 @@ class TrainLoopConfig:
     progress: bool = True
     threads: int = 1  # torch intra-op threads; 1 is fastest for small MLPs on 2 cores
     collector: str = "lean"  # lean (plain-tensor rollout, repdyn.lean_collector) | torchrl (torchrl Collector)
+    # A run dir holding an earlier run's output but no checkpoint to resume from is refused unless this is true, which
+    # moves that output into <run dir>/previous_<time>/ first (a resumable checkpoint is always resumed instead).
+    overwrite: bool = False
 
 
 @dataclass

@@ -10,3 +10,4 @@ HISTORY_FILE = "history.jsonl"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"  # the resolved config, beside Hydra's own .hydra/ folder
 CHECKPOINT_DIR = "checkpoints"
+PREVIOUS_PREFIX = "previous_"  # <run dir>/previous_<time>/: an earlier run's output moved aside (train.overwrite=true)

@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 import numpy as np
@@ -357,7 +357,8 @@ class Run:
 
 
 # Keys that may change between a run and its resume: presentation, logging destination and test-only switches.
-_RESUMABLE_PREFIXES = ("train.progress", "train.threads", "logger.", "debug.")
+# train.overwrite only acts on a run dir without a checkpoint, so it never blocks a resume either.
+_RESUMABLE_PREFIXES = ("train.progress", "train.threads", "train.overwrite", "logger.", "debug.")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -387,18 +388,21 @@ def check_resume_compatible(cfg: DictConfig, run_dir: str | Path) -> None:
 
 
 def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> str:
-    """Execute one run in ``run_dir`` (resuming from its checkpoint if any); returns the final status."""
+    """Execute one run in ``run_dir`` (resuming from its checkpoint if any); returns the final status.
+
+    Raises ConfigError (a :class:`repdyn.run_dir.RunDirError` for the run dir's content) before writing anything."""
+    from repdyn import run_dir as rundir
     from repdyn.agents.ppo import Diverged
     from repdyn.logging.logger import redact, write_json
 
     run_dir = Path(run_dir)
     check_resume_compatible(cfg, run_dir)
+    state = rundir.prepare(cfg, run_dir)  # the checkpoint to resume, or None (the dir holds no earlier output)
     run_dir.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
     OmegaConf.save(OmegaConf.create(redact(to_container(cfg))), run_dir / CONFIG_FILE)
     r = Run(cfg, run_dir, overrides)
     r.build()
-    state = ckpt.load(run_dir / CHECKPOINT_DIR)
     if state is not None:
         r.load_state_dict(state)
         log.info("resumed from %s at %d env steps", run_dir / CHECKPOINT_DIR, r.env_steps)
@@ -427,6 +431,17 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     return status
 
 
+def _refuse(e: ConfigError, run_dir: str) -> NoReturn:
+    """One message, no traceback, exit 2: the user has to change the command line or the run dir, not the code.
+    The earlier run's ``.hydra/`` that Hydra rewrote for this invocation is put back: a refusal leaves no trace."""
+    from repdyn.run_dir import RunDirError, restore_hydra_dir
+
+    restore_hydra_dir(run_dir)
+    kind = "run dir error" if isinstance(e, RunDirError) else "config error"
+    print(f"repdyn: {kind}: {e}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> str:
     warnings.filterwarnings("ignore", message="Nested TransformedEnvs")
@@ -435,13 +450,11 @@ def _hydra_main(cfg: DictConfig) -> str:
         validate(cfg)
         check_resume_compatible(cfg, hc.runtime.output_dir)
     except ConfigError as e:
-        print(f"repdyn: config error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        _refuse(e, hc.runtime.output_dir)
     try:
         status = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
-    except ConfigError as e:  # found while building (e.g. a replay buffer larger than the machine's RAM)
-        print(f"repdyn: config error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+    except ConfigError as e:  # the run dir's content, or found while building (a replay buffer larger than the RAM)
+        _refuse(e, hc.runtime.output_dir)
     print(f"repdyn: run {status}; outputs in {hc.runtime.output_dir}", flush=True)
     if status == "diverged" and hc.mode != RunMode.MULTIRUN:
         sys.exit(EXIT_DIVERGED)  # in a multirun the status is in summary.json and the sweep continues

@@ -49,6 +49,17 @@ def test_recursive_search_and_numeric_job_order(tmp_path):
     assert [d.name for d in dirs] == [str(i) for i in range(12)]  # 10 and 11 after 9, not after 1
 
 
+def test_recursive_search_skips_output_moved_aside(tmp_path):
+    """train.overwrite=true moves an earlier run into <run dir>/previous_<time>/: not a member of the sweep."""
+    root = tmp_path / "sweep"
+    write_synthetic_sweep(root, epochs=(1,), seeds=(0, 1), n_logs=10, horizon=100)
+    aside = root / "0" / "previous_2024-01-01_00-00-00"
+    aside.mkdir()
+    (aside / "history.jsonl").write_text('{"step": 1, "env/return": 0.0}\n')
+    assert [d.name for d in find_run_dirs([root])] == ["0", "1"]
+    assert find_run_dirs([aside]) == [aside.resolve()]  # named explicitly, it is read
+
+
 def test_empty_dir_is_a_clear_error(tmp_path):
     with pytest.raises(AnalysisError, match="no history.jsonl under"):
         load_runs(tmp_path, progress=False)

@@ -27,8 +27,8 @@ import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from repdyn.logging.history import iter_history
-from repdyn.paths import CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE
+from repdyn.logging.history import HistoryError, iter_history
+from repdyn.paths import CONFIG_FILE, HISTORY_FILE, PREVIOUS_PREFIX, SUMMARY_FILE
 
 
 class AnalysisError(ValueError):
@@ -103,6 +103,11 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
+def _moved_aside(history: Path, root: Path) -> bool:
+    """Under ``<run dir>/previous_<time>/`` (``train.overwrite=true``): an earlier run, not a member of the sweep."""
+    return any(part.startswith(PREVIOUS_PREFIX) for part in history.relative_to(root).parts[:-1])
+
+
 def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Run dirs (folders holding ``history.jsonl``) under ``paths``: run dirs, sweep dirs or any folder."""
     if isinstance(paths, str | os.PathLike):
@@ -120,7 +125,7 @@ def find_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
         elif (p / HISTORY_FILE).is_file():
             found.append(p)
         else:
-            found.extend(sorted((h.parent for h in p.rglob(HISTORY_FILE)), key=_natural_key))
+            found.extend(sorted((h.parent for h in p.rglob(HISTORY_FILE) if not _moved_aside(h, p)), key=_natural_key))
     found = list(dict.fromkeys(d.resolve() for d in found))
     if not found:
         raise AnalysisError(
@@ -177,11 +182,15 @@ def history_frame(records: Iterable[dict[str, Any]], step_key: str = "step") -> 
 def read_run(run_dir: str | os.PathLike, run_id: str | None = None) -> RunRecord:
     """One local run dir → :class:`RunRecord`."""
     run_dir = Path(run_dir)
+    try:
+        frame = history_frame(iter_history(run_dir / HISTORY_FILE))
+    except HistoryError as e:  # one message naming file and line, printed by the CLI without a traceback
+        raise AnalysisError(str(e)) from None
     return RunRecord(
         run_id=run_id or run_dir.name,
         location=str(run_dir),
         config=_read_config(run_dir),
-        history=history_frame(iter_history(run_dir / HISTORY_FILE)),
+        history=frame,
         overrides=_read_overrides(run_dir),
         summary=_read_summary(run_dir),
     )
