@@ -347,8 +347,8 @@ def ntk_diag(
     max_chunk_bytes: int = 2**28,
 ) -> Tensor:
     """Per-sample NTK diagonal ``K(x_i, x_i) = ‖∇_θ f(x_i)‖²`` ``[n]`` without forming the Gram matrix (used for
-    replay eviction, Jansson 2025 §3.7; docs/metrics.md#empirical-ntk). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other parameters: squared norms of
-    ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`.
+    replay eviction, Jansson 2025 §3.7; docs/metrics.md#empirical-ntk). Linear layers: ‖δ_i‖² (‖h_i‖² + 1); other
+    parameters: squared norms of ``vmap(grad)`` per-sample gradients, chunked. Same arguments as :func:`ntk_gram`.
 
     Degenerate input: as :func:`ntk_gram` (equals its diagonal)."""
     _check_inputs(x, None, aux, None, chunk_size)
