@@ -133,13 +133,28 @@ class LeanCollector:
         while True:
             yield self.rollout()
 
-    @torch.no_grad()
     def rollout(self) -> TensorDict:
         """``frames_per_batch`` env steps under the current policy, as one TensorDict ``[num_envs, T]``."""
+        # inference mode (no autograd bookkeeping) for the step loop; the stacking below runs outside it, so the
+        # batch holds ordinary tensors the update can differentiate through
+        with torch.inference_mode():
+            root, nxt = self._steps()
+        n = self.num_envs
+        batch = TensorDict(batch_size=[n, self.steps])
+        for key, values in root.items():
+            batch.set(("collector", "traj_ids") if key == "traj_ids" else key, torch.stack(values, 1))
+        false = torch.zeros(n, self.steps, 1, dtype=torch.bool)
+        for flag in _FLAGS:
+            batch.set(flag, false.clone())
+        for key, values in nxt.items():
+            batch.set(("next", key), torch.stack(values, 1))
+        return batch
+
+    def _steps(self) -> tuple[dict[Any, list[torch.Tensor]], dict[str, list[torch.Tensor]]]:
+        """The step loop: per key, the list of per-step root values and ``next`` values."""
         root: dict[Any, list[torch.Tensor]] = {}
         nxt: dict[str, list[torch.Tensor]] = {}
-        cur, n = self._carrier, self.num_envs
-        false = torch.zeros(n, 1, dtype=torch.bool)
+        cur = self._carrier
         for _ in range(self.steps):
             out = self.policy(cur["observation"])
             step = self.transforms.observe(self.base.step_tensors(out["action"]))
@@ -156,14 +171,7 @@ class LeanCollector:
                 after = self._restart(after, done)
             cur = after
         self._carrier = cur
-        batch = TensorDict(batch_size=[n, self.steps])
-        for key, values in root.items():
-            batch.set(("collector", "traj_ids") if key == "traj_ids" else key, torch.stack(values, 1))
-        for flag in _FLAGS:
-            batch.set(flag, false.unsqueeze(1).expand(n, self.steps, 1).clone())
-        for key, values in nxt.items():
-            batch.set(("next", key), torch.stack(values, 1))
-        return batch
+        return root, nxt
 
     def _restart(self, after: dict[str, torch.Tensor], done: torch.Tensor) -> dict[str, torch.Tensor]:
         """Carry the post-reset observation and zeroed counters for the sub-envs whose episode just ended (the envs

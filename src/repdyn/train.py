@@ -67,6 +67,24 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def available_cpus(environ: Any = None) -> int:
+    """CPUs this process may run on: its affinity mask, capped by a Slurm allocation (``SLURM_CPUS_PER_TASK``)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    slurm = str(environ.get("SLURM_CPUS_PER_TASK", ""))
+    return max(1, min(n, int(slurm))) if slurm.isdigit() else max(1, n)
+
+
+def torch_threads(threads: int | None, model: str, cpus: int | None = None) -> int:
+    """``train.threads`` when set; otherwise 1 for MLPs (tiny matmuls: extra threads only add synchronisation) and
+    every available CPU for the CNN (compute-bound)."""
+    if threads is not None:
+        return threads
+    return (available_cpus() if cpus is None else cpus) if model == "cnn" else 1
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -139,7 +157,7 @@ class Run:
         from repdyn.interventions import Hooks
 
         cfg = self.cfg
-        torch.set_num_threads(cfg.train.threads)
+        torch.set_num_threads(torch_threads(cfg.train.threads, cfg.model.name))
         _seed_everything(cfg.seed)
         self.env = make_env(cfg.env, cfg.seed)
         if cfg.env.obs_norm:
