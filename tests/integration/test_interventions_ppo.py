@@ -59,6 +59,12 @@ def _batch(r: Run):
     return batch
 
 
+def _minibatch(batch, size: int = 64):
+    """A random minibatch of the batch's transitions, as the PPO update draws them."""
+    flat = batch.reshape(-1)
+    return flat[torch.randperm(flat.shape[0])[:size]]
+
+
 def _update(r: Run, batch, hooks=None):
     result = r.agent.update(batch, r.env_steps, hooks or r.hooks)
     r.hooks.after_batch_update(r.agent, min(1.0, r.env_steps / r.total))
@@ -88,7 +94,7 @@ def test_pfo_is_zero_on_first_minibatch_then_positive_and_reaches_only_the_actor
     assert losses[-1] > 1e3 * max(losses[0], 1e-15)
 
     # gradient of the PFO term alone, on a minibatch after the update (θ ≠ θ_old)
-    mb = r.agent.buffer.sample()
+    mb = _minibatch(batch)
     outputs = {"actor": r.agent.actor(mb["observation"]), "critic": r.agent.critic(mb["observation"])}
     for opt in r.agent.optimizers.values():
         opt.zero_grad(set_to_none=True)
@@ -103,7 +109,7 @@ def test_pfo_all_covers_every_layer_on_a_real_minibatch(make_run):
     r = make_run(["pfo", "pfo_all"], "agent.epochs=2")
     batch = _batch(r)
     _update(r, batch)
-    mb = r.agent.buffer.sample()
+    mb = _minibatch(batch)
     _, _, preacts = r.agent.actor.body(mb["observation"])
     assert [z.shape[-1] for z in preacts] == [64, 64] and mb["actor", "preacts_all"].shape[-1] == 128
     stored = mb["actor", "preacts_all"].split([64, 64], -1)

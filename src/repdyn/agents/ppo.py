@@ -304,7 +304,9 @@ class PPOAgent:
 
 
 def _adds_loss(hooks: Any) -> bool:
-    """Whether an intervention contributes an extra loss term (only then is a minibatch TensorDict built for it)."""
+    """Whether an intervention contributes an extra loss term (only then is a minibatch TensorDict built for it);
+    hooks that do not list their interventions (``items``) are always asked."""
     from repdyn.interventions import Intervention
 
-    return any(type(i).extra_loss is not Intervention.extra_loss for i in getattr(hooks, "items", []))
+    items = getattr(hooks, "items", None)
+    return items is None or any(type(i).extra_loss is not Intervention.extra_loss for i in items)
