@@ -1,0 +1,28 @@
+"""PPO agent pieces against their direct definitions: bootstrap values, and the written-out distributions inside
+the update."""
+
+from __future__ import annotations
+
+import torch
+
+from repdyn.agents import build_agent
+from repdyn.collection import make_collector
+from repdyn.envs import make_env
+
+
+def test_next_values_equal_the_critic_on_next_observations(compose) -> None:
+    """Stored rollout values stand in for V(s_{t+1}) except at truncations and the last step, where the critic runs on
+    the final observation; equal to a full forward on every ("next", "observation") wherever GAE bootstraps."""
+    cfg = compose(["env=classic/cartpole", "env.max_episode_steps=30", "logger=none"])
+    torch.manual_seed(0)
+    env = make_env(cfg.env, 0)
+    agent = build_agent(cfg, env)
+    collector = make_collector(env, agent, 512)
+    batch = next(iter(collector))
+    collector.shutdown()
+    truncated, terminated = batch["next", "truncated"], batch["next", "terminated"]
+    assert truncated.any() and terminated.any()  # both kinds of episode end are in the batch
+    with torch.no_grad():
+        direct = agent.critic(batch["next", "observation"])[0]
+    ours = agent.next_values(batch)
+    torch.testing.assert_close(ours[~terminated], direct[~terminated], rtol=1e-5, atol=1e-6)
