@@ -1,8 +1,10 @@
-"""DQN agent (src/repdyn/agents/dqn.py): ε schedule, TD targets vs torchrl's DQNLoss, target-network cadence,
-replay ratio, metric views and checkpoint round trip — all on Acrobot-shaped data with known answers."""
+"""DQN agent (src/repdyn/agents/dqn.py): ε schedule, TD targets and the written-out loss (known answers, and equal to
+torchrl's DQNLoss), target-network cadence, replay sampling, replay ratio, metric views and checkpoint round trip —
+all on Acrobot-shaped data."""
 
 from __future__ import annotations
 
+import copy
 import io
 
 import pytest
@@ -65,16 +67,21 @@ def test_epsilon_schedule_is_linear_then_constant():
     assert epsilon_at(7, 1.0, 0.05, 0) == 0.05
 
 
+def _minibatch(td: TensorDict) -> tuple[torch.Tensor, ...]:
+    """The plain-tensor arguments of ``DQNAgent.td_loss``."""
+    nxt = td["next"]
+    return td["observation"], td["action"], nxt["reward"].squeeze(-1), nxt["terminated"].squeeze(-1), nxt["observation"]
+
+
 @pytest.mark.parametrize("double", [False, True])
-def test_td_targets_are_what_dqnloss_regresses_on(make_agent, double):
+def test_td_targets_and_loss_known_answer(make_agent, double):
     agent = make_agent(f"agent.double_dqn={str(double).lower()}")
     _perturb(agent.qnet)  # online ≠ target, so using the wrong network would show
     td = _transitions(64)
-    q_next_t = None
-    with torch.no_grad(), agent.loss.target_value_network_params.to_module(agent.loss.value_network):
-        q_next_t = agent.qnet(td["next", "observation"])[0]
     with torch.no_grad():
+        q_next_t = agent.target_qnet(td["next", "observation"])[0]
         q_next_online = agent.qnet(td["next", "observation"])[0]
+    assert not torch.equal(q_next_t, q_next_online)
     a_star = (q_next_online if double else q_next_t).argmax(-1)
     expected = td["next", "reward"].squeeze(-1) + 0.99 * (~td["next", "terminated"].squeeze(-1)) * q_next_t.gather(
         -1, a_star.unsqueeze(-1)
@@ -82,20 +89,80 @@ def test_td_targets_are_what_dqnloss_regresses_on(make_agent, double):
     y = agent.td_targets(td)
     torch.testing.assert_close(y, expected)
     q = agent.qnet(td["observation"])[0].gather(-1, td["action"].unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(agent.loss(td.clone())["loss"], nn.functional.smooth_l1_loss(q, y))
+    torch.testing.assert_close(agent.td_loss(*_minibatch(td)), nn.functional.smooth_l1_loss(q, y))
+
+
+@pytest.mark.filterwarnings("ignore:No target network updater")
+@pytest.mark.parametrize("double", [False, True], ids=["dqn", "double"])
+@pytest.mark.parametrize("loss", ["huber", "l2"])
+def test_written_out_loss_equals_torchrl_dqnloss(make_agent, loss, double):
+    """Same minibatch, same online and target parameters: the loss value and its gradient match torchrl's DQNLoss."""
+    from torchrl.objectives import DQNLoss
+
+    agent = make_agent(f"agent.loss={loss}", f"agent.double_dqn={str(double).lower()}")
+    _perturb(agent.qnet)  # online ≠ target
+    ref_actor = copy.deepcopy(agent.actor)
+    ref_qnet = ref_actor[0].module
+    ref_qnet.load_state_dict(agent.target_qnet.state_dict())
+    ref = DQNLoss(
+        ref_actor, loss_function={"huber": "smooth_l1", "l2": "l2"}[loss], delay_value=True, double_dqn=double,
+        action_space="categorical",
+    )  # fmt: skip  # target parameters: a detached copy of the network at construction = agent.target_qnet
+    ref.make_value_estimator(gamma=agent.acfg.gamma)
+    ref_qnet.load_state_dict(agent.qnet.state_dict())  # online parameters (in place: DQNLoss reads these tensors)
+    td = _transitions(64, seed=4, reward=None)
+    td["next", "reward"] = 3 * td["next", "reward"]  # TD errors beyond Huber's quadratic zone too
+    expected = ref(td.clone())["loss"]
+    got = agent.td_loss(*_minibatch(td))
+    torch.testing.assert_close(got, expected)
+    expected.backward()
+    got.backward()
+    for (name, p), q in zip(agent.qnet.named_parameters(), ref_qnet.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    assert all(p.grad is None for p in agent.target_qnet.parameters())
 
 
 def test_hard_target_copy_every_interval_gradient_steps(make_agent):
     agent = make_agent("agent.target_update_interval=3")
-    target = agent.loss.target_value_network_params
     copied = []
     for _ in range(9):
         _perturb(agent.qnet, 0.1)
-        agent.target_updater.step()
+        agent.update_target()
         online = dict(agent.qnet.named_parameters())["body.head.weight"]
-        tgt = target["module", "0", "module", "body", "head", "weight"]
+        tgt = dict(agent.target_qnet.named_parameters())["body.head.weight"]
         copied.append(bool(torch.equal(online, tgt)))
     assert copied == [False, False, True, False, False, True, False, False, True]
+    assert agent.target_steps == 9
+
+
+def test_soft_target_update_moves_tau_of_the_way(make_agent):
+    agent = make_agent("agent.target_update=soft", "agent.tau=0.25")
+    _perturb(agent.qnet)
+    before = [p.clone() for p in agent.target_qnet.parameters()]
+    agent.update_target()
+    for b, p, q in zip(before, agent.target_qnet.parameters(), agent.qnet.parameters(), strict=True):
+        torch.testing.assert_close(p, b + 0.25 * (q - b))
+
+
+def test_replay_sampling_draws_what_torchrl_samples(make_agent):
+    """The gradient step's minibatch: ``torch.randint(len, (batch,))`` rows of the storage, as ``ReplayBuffer.sample``
+    (torchrl's RandomSampler) draws them from the same RNG state."""
+    agent = make_agent("agent.minibatch_size=16")
+    agent.process_batch(_transitions(40))
+    replay = agent.replay_tensors()
+    assert replay.size == 40 and replay.reward.shape == replay.terminated.shape == (agent.acfg.buffer_size,)
+    torch.manual_seed(11)
+    sampled = agent.buffer.sample()
+    torch.manual_seed(11)
+    idx = torch.randint(replay.size, (16,))
+    stored = agent.buffer.storage.get(idx)
+    for key, got in zip(
+        ("observation", "action", ("next", "reward"), ("next", "terminated"), ("next", "observation")),
+        (replay.observation, replay.action, replay.reward, replay.terminated, replay.next_observation),
+        strict=True,
+    ):
+        assert torch.equal(sampled[key], stored[key]), key
+        assert torch.equal(got[idx].reshape(stored[key].shape), stored[key]), key
 
 
 def test_update_takes_replay_ratio_steps_after_warmup_and_sets_epsilon(make_agent):
@@ -176,7 +243,8 @@ def test_representation_metrics_run_on_replay_samples_not_the_few_collected_step
 
 
 def test_checkpoint_round_trip_restores_networks_target_optimizer_and_replay(make_agent):
-    a = make_agent("agent.learning_starts=8", "agent.minibatch_size=8")
+    args = ("agent.learning_starts=8", "agent.minibatch_size=8", "agent.target_update_interval=5")
+    a = make_agent(*args)
     for i in range(4):
         b = _transitions(4, seed=i)
         a.process_batch(b)
@@ -185,13 +253,17 @@ def test_checkpoint_round_trip_restores_networks_target_optimizer_and_replay(mak
     torch.save(a.state_dict(), buf)  # through bytes, as repdyn.checkpoint does (no tensor shared with ``a``)
     buf.seek(0)
     state = torch.load(buf, weights_only=False)
-    b = make_agent("agent.learning_starts=8", "agent.minibatch_size=8")
+    b = make_agent(*args)
+    init_target = [p.clone() for p in b.target_qnet.parameters()]
     b.load_state_dict(state)
-    for p, q in zip(a.loss.parameters(), b.loss.parameters(), strict=True):
-        assert torch.equal(p, q)
-    for (k, p), (_, q) in zip(a.loss.named_buffers(), b.loss.named_buffers(), strict=True):
-        assert torch.equal(p, q), k
-    assert len(b.buffer) == len(a.buffer) == 16 and b.grad_steps == a.grad_steps
+    # 3 batches × 4 steps (the replay reaches 8 at the second batch); target copied at steps 5 and 10: ≠ init, ≠ qnet
+    assert a.target_steps == a.grad_steps == 12
+    for net in ("qnet", "target_qnet"):
+        for (k, p), q in zip(getattr(a, net).named_parameters(), getattr(b, net).parameters(), strict=True):
+            assert torch.equal(p, q), (net, k)
+    for other in (list(a.qnet.parameters()), init_target):
+        assert not all(torch.equal(p, q) for p, q in zip(a.target_qnet.parameters(), other, strict=True))
+    assert len(b.buffer) == len(a.buffer) == 16 and b.grad_steps == a.grad_steps and b.target_steps == a.target_steps
     nxt = _transitions(4, seed=9)
     for agent in (a, b):
         agent.process_batch(nxt)
@@ -200,6 +272,9 @@ def test_checkpoint_round_trip_restores_networks_target_optimizer_and_replay(mak
     torch.manual_seed(3)
     rb = b.update(nxt, env_steps=20, hooks=None).scalars
     assert ra == rb
+    for net in ("qnet", "target_qnet"):  # the 4 steps include the target copy at step 15
+        for p, q in zip(getattr(a, net).parameters(), getattr(b, net).parameters(), strict=True):
+            assert torch.equal(p, q), net
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
-"""DQN (Mnih et al. 2015) on torchrl parts: ``DQNLoss`` (TD(0) targets from a delayed target network), ``HardUpdate`` /
-``SoftUpdate``, a uniform ``ReplayBuffer`` on ``LazyTensorStorage`` and ε-greedy exploration via ``EGreedyModule``.
+"""DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with the TD(0) loss, the target
+network and replay sampling written out over plain tensors; torchrl supplies the replay storage and writer
+(``LazyTensorStorage`` / ``LazyMemmapStorage``, FIFO ``RoundRobinWriter``), the ``Collector`` policy
+(``QValueModule`` + ``EGreedyModule``) and the collector itself (``train.collector=torchrl``).
 
 Settings. ``conf/agent/dqn.yaml`` (classic control) follows rl-baselines3-zoo's tuned ``Acrobot-v1`` DQN (lr 6.3e-4,
 minibatch 128, replay 50k, target copy every 250 gradient steps, one gradient step per env step, ε 1 → 0.1, Huber
@@ -15,13 +17,31 @@ buffer (after the ``on_batch_collected`` hooks, so an intrinsic reward added the
 ``learning_starts`` transitions. With ``frames_per_env=4, num_envs=1, replay_ratio=0.25`` this is SB3's
 ``train_freq=4, gradient_steps=1``.
 
-Cost of torchrl's loss: ``python -m repdyn.bench dqn`` measured a DQNLoss + HardUpdate step at 1.7× a hand-written
-TD(0) step on the 2×64 net (1.27 vs 0.74 ms, minibatch 128) — about 0.5 ms per gradient step, negligible next to
-the Nature CNN; kept for its target-network handling, double DQN and value estimators.
+Gradient step. ``minibatch_size`` replay indices drawn uniformly with replacement (``torch.randint(len, (batch,))``,
+what torchrl's ``RandomSampler`` draws, from the same global RNG) index the storage's tensors directly
+(:func:`repdyn.agents.replay_memory.storage_tensors`). The loss is Huber (smooth L1, β = 1) or L2 (``agent.loss``),
+mean over the minibatch, between Q(s, a) of ``qnet`` and y = r + γ (1 − terminated) Q_target(s', a*), computed
+without gradient: a* = argmax_a Q_target(s', a), or argmax_a Q(s', a) of the online network with
+``agent.double_dqn`` (van Hasselt et al. 2016, "Deep Reinforcement Learning with Double Q-learning",
+arXiv:1509.06461). Then the gradient norm is clipped at ``max_grad_norm`` and fused Adam steps through
+:func:`repdyn.agents.adam_step.step_all`. The target network ``target_qnet`` is a gradient-free copy of ``qnet``:
+hard-copied after gradient steps ``interval``, ``2·interval``, … (``target_update_interval`` means what it says,
+tested), or soft-updated θ' ← θ' + τ (θ − θ') after every step (``agent.target_update=soft``).
+
+Why not torchrl's ``DQNLoss`` + ``HardUpdate`` + ``ReplayBuffer.sample()`` (which this agent used before): the loss
+is the same (tests/unit/test_dqn.py checks the written-out loss and its gradient against ``DQNLoss`` on the same
+minibatch and parameters, Huber and L2, double or not), but their TensorDict plumbing (parameter swaps for the online
+and target network, key lookups, a cloned minibatch TensorDict, the sampler → storage → collate chain) costs more
+than the arithmetic of a 2×64 network. Measured in one process, alternating, 2×64 ReLU Q-network, minibatch 64, one
+torch thread, 5,000 stored transitions (``python -m repdyn.bench dqn``): one gradient step (sample, loss, backward,
+clip, Adam, target update) took 2.64 ms with ``ReplayBuffer.sample`` + ``DQNLoss`` + Adam + ``HardUpdate`` and
+0.82 ms as :meth:`DQNAgent.gradient_step` (3.2×; 2.9–3.6× over three runs on a shared, loaded 2-core machine whose
+absolute times drift by 1.5×); :meth:`DQNAgent.update` on a 4-env-step batch (4 gradient steps) went from 11.3 to
+3.6 ms (3.1×; 2.5–3.7× over three runs). The written-out step also beat the plain-PyTorch step of
+:mod:`repdyn.bench.reference_dqn` on the same shapes (0.79 vs 1.17 ms: fused Adam, no ``Optimizer.step`` bookkeeping).
 
 Choices: ε is set from the closed-form linear schedule at each batch (``EGreedyModule.step(frames)`` loops once per
-frame); torchrl's ``HardUpdate`` copies on every (interval + 1)-th call of ``step()``, so it gets ``interval − 1``
-and ``target_update_interval`` means what it says (tested). The representation metrics (docs/metrics.md) run on
+frame) on ``egreedy.eps``, which both collectors read. The representation metrics (docs/metrics.md) run on
 ``metrics.replay_samples`` replay states (:meth:`DQNAgent.representation_data`), the eNTK and the update-rank matrix
 on replay samples too (Jansson 2025 §3.3: "1000 data points from the replay buffer"), see
 :meth:`DQNAgent.probe_data`.
@@ -29,8 +49,11 @@ on replay samples too (Jansson 2025 §3.3: "1000 data points from the replay buf
 
 from __future__ import annotations
 
+import copy
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tensordict import TensorDict
@@ -40,11 +63,11 @@ from torch.func import functional_call
 from torchrl.data import Categorical, ReplayBuffer
 from torchrl.data.replay_buffers.writers import RoundRobinWriter, Writer
 from torchrl.modules import EGreedyModule, QValueModule
-from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate
 
+from repdyn.agents.adam_step import step_all, zero_grads
 from repdyn.agents.networks import CriticNet, build_body, rep_keys
 from repdyn.agents.ppo import Diverged, UpdateResult
-from repdyn.agents.replay_memory import check_replay_fits, make_storage, transition_bytes
+from repdyn.agents.replay_memory import check_replay_fits, make_storage, storage_tensors, transition_bytes
 from repdyn.metrics.ntk import q_reduction
 
 # What a transition needs for TD(0) (and ICM / NTK eviction): nothing else is copied into the replay buffer.
@@ -56,7 +79,8 @@ REPLAY_KEYS = (
     ("next", "done"),
     ("next", "terminated"),
 )
-_LOSSES = {"huber": "smooth_l1", "l2": "l2"}
+_SAMPLED_KEYS = ("observation", "action", ("next", "reward"), ("next", "terminated"), ("next", "observation"))
+_LOSSES = {"huber": nn.functional.smooth_l1_loss, "l2": nn.functional.mse_loss}
 
 
 def epsilon_at(env_steps: int, eps_init: float, eps_end: float, eps_frames: int) -> float:
@@ -67,12 +91,53 @@ def epsilon_at(env_steps: int, eps_init: float, eps_end: float, eps_frames: int)
     return eps_init + frac * (eps_end - eps_init)
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The ``agent.*`` values the update reads, as plain Python values: every OmegaConf attribute read is several µs
+    of Python (type checks, node resolution), a few dozen per update on the hot path otherwise."""
+
+    eps_init: float
+    eps_end: float
+    eps_frames: int
+    learning_starts: int
+    replay_ratio: float
+    minibatch_size: int
+    max_grad_norm: float
+    gamma: float
+    double_dqn: bool
+    hard_target: bool
+    target_update_interval: int
+    tau: float
+
+    @classmethod
+    def of(cls, a: Any) -> _Settings:
+        return cls(
+            float(a.eps_init), float(a.eps_end), int(a.eps_frames), int(a.learning_starts), float(a.replay_ratio),
+            int(a.minibatch_size), float(a.max_grad_norm), float(a.gamma), bool(a.double_dqn),
+            a.target_update == "hard", int(a.target_update_interval), float(a.tau),
+        )  # fmt: skip
+
+
+class ReplayTensors(NamedTuple):
+    """The replay's columns as plain tensors over all storage rows (:func:`storage_tensors`), rewards and terminal flags
+    flattened to one value per row, and ``size`` = the number of stored transitions (valid rows ``0 … size − 1``)."""
+
+    observation: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    next_observation: torch.Tensor
+    size: int
+
+
 class DQNAgent:
-    """ε-greedy DQN with one Q-network ``qnet`` (model contract: MLP or Nature CNN) and its own Adam."""
+    """ε-greedy DQN with one Q-network ``qnet`` (model contract: MLP or Nature CNN), its target copy ``target_qnet``
+    and its own fused Adam."""
 
     def __init__(self, cfg: Any, env: Any) -> None:
         self.cfg, self.acfg = cfg, cfg.agent
         a = self.acfg
+        self._s = _Settings.of(a)
         spec = env.action_spec
         if spec.domain != "discrete":
             raise ValueError(f"agent=dqn needs discrete actions; env.id={cfg.env.id} has {spec.domain} actions")
@@ -88,19 +153,13 @@ class DQNAgent:
         )
         self.egreedy = EGreedyModule(self.action_spec, a.eps_init, a.eps_end, max(1, a.eps_frames))
         self.policy = TensorDictSequential(self.actor, self.egreedy)
-        self.loss = DQNLoss(
-            self.actor, loss_function=_LOSSES[a.loss], delay_value=True, double_dqn=a.double_dqn,
-            action_space="categorical",
-        )  # fmt: skip
-        self.loss.make_value_estimator(gamma=a.gamma)
-        if a.target_update == "hard":
-            self.target_updater: HardUpdate | SoftUpdate = HardUpdate(
-                self.loss, value_network_update_interval=a.target_update_interval - 1
-            )
-        else:
-            self.target_updater = SoftUpdate(self.loss, tau=a.tau)
+        # The target network: written only by update_target (and load_state_dict), never by the optimizer.
+        self.target_qnet = copy.deepcopy(self.qnet).requires_grad_(False)
+        self.target_steps = 0  # update_target calls so far (one per gradient step)
+        self._td_loss_fn = _LOSSES[a.loss]
+        # fused: one kernel per Adam step, as PPO's (agents/ppo.py); stepped through adam_step.step_all
         self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "qnet": torch.optim.Adam(self.qnet.parameters(), lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps)
+            "qnet": torch.optim.Adam(self.qnet.parameters(), lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps, fused=True)
         }
         self.networks: dict[str, nn.Module] = {"qnet": self.qnet}
         self.replay_dir = Path(a.replay_dir) if a.replay_dir is not None else None
@@ -135,7 +194,8 @@ class DQNAgent:
 
     # --- replay ---------------------------------------------------------------------------------------------
     def make_replay(self, capacity: int, writer: Writer | None = None) -> ReplayBuffer:
-        """Uniform replay of ``capacity`` transitions; ``writer`` decides the slot of each new one (FIFO default)."""
+        """Uniform replay of ``capacity`` transitions; ``writer`` decides the slot of each new one (FIFO default).
+        The training loop samples it through :meth:`replay_tensors`; ``sample()`` still works (same distribution)."""
         return ReplayBuffer(
             storage=make_storage(capacity, self.acfg.replay_storage, self.replay_dir),
             writer=writer if writer is not None else RoundRobinWriter(),
@@ -173,6 +233,15 @@ class DQNAgent:
             data.set(("next", "observation"), torch.cat([data["observation"][:, 1:], data["next", "observation"]], 1))
         return data
 
+    def replay_tensors(self) -> ReplayTensors:
+        """The replay as plain tensors for :meth:`gradient_step` (views of the storage, no copy; valid until the
+        next insertion or checkpoint load)."""
+        obs, action, reward, terminated, next_obs = storage_tensors(self.buffer.storage, _SAMPLED_KEYS)
+        rows = obs.shape[0]
+        return ReplayTensors(
+            obs, action.reshape(rows), reward.reshape(rows), terminated.reshape(rows), next_obs, len(self.buffer)
+        )
+
     # --- update ---------------------------------------------------------------------------------------------
     def _hooks_add_loss(self, hooks: Any) -> bool:
         from repdyn.interventions import Intervention
@@ -185,48 +254,37 @@ class DQNAgent:
     def update(self, batch: TensorDict, env_steps: int, hooks: Any) -> UpdateResult:
         """``replay_ratio`` gradient steps per collected env step on uniform replay minibatches; sets the ε of the
         next collection from the schedule."""
-        a = self.acfg
+        a = self._s
         eps = epsilon_at(env_steps, a.eps_init, a.eps_end, a.eps_frames)
         self.egreedy.eps.fill_(eps)
         if len(self.buffer) >= max(a.learning_starts, a.minibatch_size):
             self.grad_credit += batch.numel() * a.replay_ratio
         n_steps = int(self.grad_credit)
         self.grad_credit -= n_steps
-        opt = self.optimizers["qnet"]
-        poison = self.nan_at_step is not None and env_steps >= self.nan_at_step
-        extra_loss = self._hooks_add_loss(hooks)
-        sums: dict[str, torch.Tensor] = {}
-        for _ in range(n_steps):
-            mb = self._with_next_obs(self.buffer.sample())
-            loss = self.loss(mb)["loss"]
-            stats = {"loss/td": loss.detach()}
-            if extra_loss:  # one more forward only when an intervention asks for the Q-network's outputs
-                for k, v in hooks.extra_loss(mb, {"qnet": self.qnet(mb["observation"])}).items():
-                    loss = loss + v
-                    stats[f"loss/{k}"] = v.detach()
-            if poison:
-                loss = loss * float("nan")
+        scalars: dict[str, float] = {}
+        if n_steps > 0:
+            replay = self.replay_tensors()
+            poison = self.nan_at_step is not None and env_steps >= self.nan_at_step
+            extra_hooks = hooks if self._hooks_add_loss(hooks) else None
+            rows, extra_sums = [], {}
+            for _ in range(n_steps):
+                row, extras = self.gradient_step(replay, extra_hooks, poison)
                 poison = False
-            if not torch.isfinite(loss):
-                raise Diverged("loss/td")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = nn.utils.clip_grad_norm_(self.qnet.parameters(), a.max_grad_norm)
-            if not torch.isfinite(gn):
-                raise Diverged("opt/qnet/grad_norm")
-            opt.step()
-            self.target_updater.step()
-            stats["opt/qnet/grad_norm"] = gn
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
+                rows.append(row)
+                for k, v in extras.items():
+                    extra_sums[k] = extra_sums.get(k, 0.0) + v
+            # one stacked row per step, summed once (as PPO's update), instead of scalar adds per step
+            td_mean, gn_mean = (torch.stack(rows).sum(0) / n_steps).tolist()
+            scalars["loss/td"] = td_mean
+            scalars.update({f"loss/{k}": float(v) / n_steps for k, v in extra_sums.items()})
+            scalars["opt/qnet/grad_norm"] = gn_mean
         self.grad_steps += n_steps
-        scalars = {k: float(v) / n_steps for k, v in sums.items()}
         scalars.update(
             {
                 "dqn/epsilon": eps,
                 "dqn/gradient_steps": float(self.grad_steps),
                 "dqn/replay_size": float(len(self.buffer)),
-                "opt/qnet/lr": opt.param_groups[0]["lr"],
+                "opt/qnet/lr": self.optimizers["qnet"].param_groups[0]["lr"],
             }
         )
         writer_stats = getattr(self.buffer._writer, "stats", None)
@@ -234,22 +292,92 @@ class DQNAgent:
             scalars.update(writer_stats())
         return UpdateResult(scalars)
 
-    # --- TD targets (for metrics; the training loss is DQNLoss) ------------------------------------------------
+    def gradient_step(
+        self, replay: ReplayTensors, hooks: Any = None, poison: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One TD(0) step on a fresh uniform minibatch of ``replay``: loss, backward, clip, Adam, target update.
+        ``hooks`` (only when an intervention adds a loss term) get the minibatch as a TensorDict and the Q-network's
+        outputs; ``poison`` multiplies the loss by NaN (``debug.inject_nan_at_step``). Returns the stacked
+        [TD loss, gradient norm before clipping] and the extra loss terms, all detached."""
+        a = self._s
+        idx = torch.randint(replay.size, (a.minibatch_size,))
+        obs, next_obs = replay.observation[idx], replay.next_observation[idx]
+        if self.next_last_frame and next_obs.shape[1] == 1:
+            next_obs = torch.cat([obs[:, 1:], next_obs], 1)
+        loss = self.td_loss(obs, replay.action[idx], replay.reward[idx], replay.terminated[idx], next_obs)
+        td = loss.detach()
+        extras: dict[str, torch.Tensor] = {}
+        if hooks is not None:  # one more forward only when an intervention asks for the Q-network's outputs
+            mb = self._with_next_obs(self.buffer.storage.get(idx))
+            for k, v in hooks.extra_loss(mb, {"qnet": self.qnet(mb["observation"])}).items():
+                loss = loss + v
+                extras[k] = v.detach()
+        if poison:
+            loss = loss * float("nan")
+        if not math.isfinite(loss.item()):
+            raise Diverged("loss/td")
+        opts = self.optimizers.values()
+        zero_grads(opts)
+        loss.backward()
+        params = [p for g in self.optimizers["qnet"].param_groups for p in g["params"]]
+        gn = nn.utils.clip_grad_norm_(params, a.max_grad_norm, foreach=True)
+        if not math.isfinite(gn.item()):
+            raise Diverged("opt/qnet/grad_norm")
+        step_all(opts)
+        self.update_target()
+        return torch.stack([td, gn]), extras
+
+    def td_loss(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        next_obs: torch.Tensor,
+    ) -> torch.Tensor:
+        """Mean Huber / L2 loss between Q(s, a) and the TD target (:meth:`_td_target`) over a minibatch of plain
+        tensors: ``action`` [B] (integer), ``reward`` and ``terminated`` [B]."""
+        q = self.qnet.body(obs)[0]  # the Q-values alone (CriticNet.forward also concatenates the pre-activations)
+        q_sa = q.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        return self._td_loss_fn(q_sa, self._td_target(reward, terminated, next_obs))
+
     @torch.no_grad()
-    def td_targets(self, td: TensorDict) -> torch.Tensor:
-        """y = r + γ (1 − terminated) Q_target(s', a*) with a* = argmax_a Q_target(s', a), or argmax_a Q(s', a) for
-        double DQN: the targets ``DQNLoss`` regresses on (same target parameters), shape [n]."""
-        next_obs = td["next", "observation"]
-        with self.loss.target_value_network_params.to_module(self.loss.value_network):
-            q_next_target = self.qnet(next_obs)[0]
-        if self.acfg.double_dqn:
-            a_star = self.qnet(next_obs)[0].argmax(-1, keepdim=True)
+    def _td_target(self, reward: torch.Tensor, terminated: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """y = r + γ (1 − terminated) Q_target(s', a*), a* = argmax_a Q_target(s', a) (or argmax_a Q(s', a) for
+        double DQN); ``reward``, ``terminated`` [B]."""
+        q_next_target = self.target_qnet.body(next_obs)[0]
+        if self._s.double_dqn:
+            a_star = self.qnet.body(next_obs)[0].argmax(-1, keepdim=True)
             q_next = q_next_target.gather(-1, a_star).squeeze(-1)
         else:
             q_next = q_next_target.max(-1).values
+        return reward + self._s.gamma * (~terminated).to(reward.dtype) * q_next
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """The target network's part of one gradient step: a hard copy of ``qnet`` on every
+        ``target_update_interval``-th call (calls interval, 2·interval, …), or θ' ← θ' + τ (θ − θ') on every call
+        (``torch.lerp``, as torchrl's ``SoftUpdate``)."""
+        self.target_steps += 1
+        a = self._s
+        if a.hard_target:
+            if self.target_steps % a.target_update_interval == 0:
+                torch._foreach_copy_(
+                    [*self.target_qnet.parameters(), *self.target_qnet.buffers()],
+                    [*self.qnet.parameters(), *self.qnet.buffers()],
+                )
+            return
+        torch._foreach_lerp_(list(self.target_qnet.parameters()), list(self.qnet.parameters()), a.tau)
+        for t, s in zip(self.target_qnet.buffers(), self.qnet.buffers(), strict=True):
+            t.lerp_(s, a.tau) if t.is_floating_point() else t.copy_(s)  # e.g. BatchNorm statistics / its count
+
+    # --- TD targets (for metrics: the targets the training loss regresses on) -----------------------------------
+    @torch.no_grad()
+    def td_targets(self, td: TensorDict) -> torch.Tensor:
+        """y = r + γ (1 − terminated) Q_target(s', a*) with a* = argmax_a Q_target(s', a), or argmax_a Q(s', a) for
+        double DQN: the targets :meth:`td_loss` regresses on (same target network), shape [n]."""
         r = td["next", "reward"].reshape(-1)
-        not_term = (~td["next", "terminated"]).reshape(-1).to(r.dtype)
-        return r + self.acfg.gamma * not_term * q_next
+        return self._td_target(r, td["next", "terminated"].reshape(-1), td["next", "observation"])
 
     # --- metric views (used by repdyn.monitor) ---------------------------------------------------------------
     def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
@@ -317,10 +445,10 @@ class DQNAgent:
     def state_dict(self) -> dict[str, Any]:
         state = {
             "qnet": self.qnet.state_dict(),
-            "loss": self.loss.state_dict(),  # online and target parameters
+            "target_qnet": self.target_qnet.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "egreedy": self.egreedy.state_dict(),
-            "target_counter": getattr(self.target_updater, "counter", None),
+            "target_steps": self.target_steps,
             "grad_credit": self.grad_credit,
             "grad_steps": self.grad_steps,
         }
@@ -329,13 +457,17 @@ class DQNAgent:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "target_qnet" not in state:
+            raise ValueError(
+                "this DQN checkpoint was written by the DQNLoss-based agent (target network inside 'loss'); "
+                "it cannot be resumed by this version (separate target_qnet) — start the run again"
+            )
         self.qnet.load_state_dict(state["qnet"])
-        self.loss.load_state_dict(state["loss"])
+        self.target_qnet.load_state_dict(state["target_qnet"])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         self.egreedy.load_state_dict(state["egreedy"])
-        if state["target_counter"] is not None:
-            self.target_updater.counter = state["target_counter"]
+        self.target_steps = state["target_steps"]
         self.grad_credit, self.grad_steps = state["grad_credit"], state["grad_steps"]
         if "replay" in state:
             self.buffer.load_state_dict(state["replay"])

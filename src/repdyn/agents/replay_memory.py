@@ -1,5 +1,6 @@
 """Replay storage for DQN: in RAM (torchrl ``LazyTensorStorage``) or memory-mapped on disk (``LazyMemmapStorage``),
-with a size check before any compute.
+with a size check before any compute, and the one adapter that reads a storage's tensors for minibatch sampling
+(:func:`storage_tensors`).
 
 Both storages allocate lazily on the first write and fill page by page, so an oversized buffer would only fail hours
 into a run (the ALE default of 1M transitions × observation + next observation of 4×84×84 uint8 is ~56 GB). The check
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import torch
+from tensordict import NestedKey, is_tensor_collection
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage
+from torchrl.data.replay_buffers.storages import TensorStorage
 
 from repdyn.config import ConfigError
 
-__all__ = ["available_ram_bytes", "check_replay_fits", "make_storage", "transition_bytes"]
+__all__ = ["available_ram_bytes", "check_replay_fits", "make_storage", "storage_tensors", "transition_bytes"]
 
 # Bookkeeping per transition besides the observations: action (int64), reward (float32), done/terminated (bool), and
 # the tensordict index; generous, it is noise next to any observation.
@@ -88,3 +92,20 @@ def make_storage(capacity: int, storage: str, replay_dir: Path | None) -> LazyTe
         raise ValueError("agent.replay_storage=memmap needs a replay_dir")
     replay_dir.mkdir(parents=True, exist_ok=True)
     return LazyMemmapStorage(capacity, scratch_dir=str(replay_dir), existsok=True)
+
+
+def storage_tensors(storage: TensorStorage, keys: Sequence[NestedKey]) -> list[torch.Tensor]:
+    """The tensors ``storage`` writes transitions into, one per key, all ``storage.max_size`` rows, as plain
+    ``torch.Tensor`` views (no copy): ``tensors[i][idx]`` is ``storage.get(idx)[keys[i]]`` for indices below
+    ``len(storage)``; rows from ``len(storage)`` on are not written yet (both writers fill slots 0, 1, … first).
+
+    The only place repdyn reads torchrl private state: ``TensorStorage._storage``, the TensorDict of ``max_size`` rows
+    behind ``LazyTensorStorage`` / ``LazyMemmapStorage`` (torchrl 0.14; ``storage.get(idx)`` would build a
+    TensorDict per minibatch, which is what DQN's gradient step avoids). Memory-mapped tensors come back as ordinary
+    tensor views of the same memory, so indexing skips ``MemoryMappedTensor``'s dispatch. ``load_state_dict`` on an
+    uninitialised storage swaps that TensorDict, so call this again after loading (the DQN agent calls it once per
+    update)."""
+    data = getattr(storage, "_storage", None)
+    if not isinstance(storage, TensorStorage) or not is_tensor_collection(data):
+        raise TypeError(f"storage_tensors needs an initialised TensorDict-backed TensorStorage, got {type(storage)}")
+    return [data.get(k).as_subclass(torch.Tensor) for k in keys]

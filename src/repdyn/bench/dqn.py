@@ -8,8 +8,10 @@
    torchrl's FIFO ``RoundRobinWriter``, next to the collector's own cost per env step (1 env, DQN policy), so the
    overhead reads as a fraction of an env step; plus the vectorised K(x, x) vs a per-sample autograd loop (the
    brute-force reference) on the same 4001 transitions.
-2. DQN gradient step (minibatch 128): torchrl ``DQNLoss`` + Adam + HardUpdate vs a hand-written TD(0) step on the same
-   network (the price of using torchrl's loss; see ``agents/dqn.py``).
+2. DQN gradient step (``--dqn-minibatch``, default 64; 2×64 ReLU Q-network): torchrl's ``ReplayBuffer.sample`` +
+   ``DQNLoss`` + Adam + ``HardUpdate`` (built here, on a copy of the agent's network: what the agent used to run) vs
+   :meth:`repdyn.agents.dqn.DQNAgent.gradient_step`, the step ``DQNAgent.update`` takes (written-out TD(0) loss,
+   direct replay indexing, fused Adam; see ``agents/dqn.py``).
 3. PPO on ALE (Moalla et al. 2024 App. B Table 2: 8 envs × 128 steps, minibatch 256, ``--ppo-epochs`` 4): the real
    :meth:`repdyn.agents.ppo.PPOAgent.update` per minibatch vs a bare PyTorch actor + critic Nature-CNN
    forward/backward/Adam step on the same 256 frames (target ≤ 1.1×), and the update's share of the wall time of one
@@ -71,7 +73,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int, des
 # 1-2: eviction and DQN step on Acrobot
 
 
-def _acrobot_agent(capacity: int):
+def _acrobot_agent(capacity: int, minibatch: int | None = None):
     from repdyn.agents.dqn import DQNAgent
     from repdyn.envs import make_env
 
@@ -85,6 +87,7 @@ def _acrobot_agent(capacity: int):
             "env.num_envs=1",
             "env.frames_per_env=1",
             f"agent.buffer_size={capacity}",
+            *([f"agent.minibatch_size={minibatch}"] if minibatch is not None else []),
         ]
     )
     env = make_env(cfg.env, 0)
@@ -176,38 +179,42 @@ def bench_eviction(capacity: int, steps: int, repeats: int) -> dict[str, float]:
     }
 
 
-def bench_dqn_step(steps: int, repeats: int) -> dict[str, float]:
-    from torch import nn
-
-    cfg, env, agent = _acrobot_agent(50_000)
-    agent.buffer.extend(_random_transitions(5000, 2))
-    opt = agent.optimizers["qnet"]
+def bench_dqn_step(steps: int, repeats: int, minibatch: int = 64) -> dict[str, float]:
+    """One gradient step on a 5,000-transition replay: torchrl's parts vs the agent's own step, interleaved."""
     import copy
 
-    target = copy.deepcopy(agent.qnet)
+    from torch import nn
+    from torchrl.objectives import DQNLoss, HardUpdate
+
+    cfg, env, agent = _acrobot_agent(50_000, minibatch)
+    a = cfg.agent
+    agent.buffer.extend(_random_transitions(5000, 2))
+
+    # torchrl: sampler + DQNLoss (target parameters inside the loss) + torch's default Adam + HardUpdate, on a copy
+    ref_actor = copy.deepcopy(agent.actor)
+    ref_loss = DQNLoss(
+        ref_actor, loss_function="smooth_l1", delay_value=True, double_dqn=a.double_dqn, action_space="categorical"
+    )
+    ref_loss.make_value_estimator(gamma=a.gamma)
+    ref_updater = HardUpdate(ref_loss, value_network_update_interval=a.target_update_interval - 1)
+    ref_params = list(ref_actor.parameters())
+    ref_opt = torch.optim.Adam(ref_params, lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps)
 
     def torchrl_step() -> None:
         mb = agent.buffer.sample()
-        loss = agent.loss(mb)["loss"]
-        opt.zero_grad(set_to_none=True)
+        loss = ref_loss(mb)["loss"]
+        ref_opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(agent.qnet.parameters(), 10.0)
-        opt.step()
-        agent.target_updater.step()
+        nn.utils.clip_grad_norm_(ref_params, a.max_grad_norm)
+        ref_opt.step()
+        ref_updater.step()
 
-    def manual_step() -> None:
-        mb = agent.buffer.sample()
-        with torch.no_grad():
-            q_next = target(mb["next", "observation"])[0].max(-1).values
-            y = mb["next", "reward"].squeeze(-1) + 0.99 * (~mb["next", "terminated"].squeeze(-1)) * q_next
-        q = agent.qnet(mb["observation"])[0].gather(-1, mb["action"].unsqueeze(-1)).squeeze(-1)
-        loss = nn.functional.smooth_l1_loss(q, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(agent.qnet.parameters(), 10.0)
-        opt.step()
+    replay = agent.replay_tensors()
 
-    t = _interleaved({"torchrl": torchrl_step, "manual": manual_step}, steps, repeats, "DQN gradient step")
+    def agent_step() -> None:  # what DQNAgent.update runs per gradient step
+        agent.gradient_step(replay)
+
+    t = _interleaved({"torchrl": torchrl_step, "manual": agent_step}, steps, repeats, "DQN gradient step")
     env.close()
     return {"dqn_step_torchrl_s": t["torchrl"], "dqn_step_manual_s": t["manual"]}
 
@@ -280,15 +287,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--atari-game", default="ALE/Phoenix-v5")
     parser.add_argument("--atari-batches", type=int, default=2, help="PPO-Atari batches timed")
     parser.add_argument("--ppo-epochs", type=int, default=4, help="PPO epochs per timed batch (paper: 4, 6, 8)")
+    parser.add_argument("--dqn-minibatch", type=int, default=64, help="minibatch of the timed DQN gradient step")
     parser.add_argument("--no-atari", action="store_true", help="skip the PPO-Atari part")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the runs' default: 1)")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    for name in ("capacity", "steps", "repeats", "atari_batches", "ppo_epochs", "threads"):
+    for name in ("capacity", "steps", "repeats", "atari_batches", "ppo_epochs", "threads", "dqn_minibatch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     res = bench_eviction(args.capacity, args.steps, args.repeats)
-    res.update(bench_dqn_step(args.steps, args.repeats))
+    res.update(bench_dqn_step(args.steps, args.repeats, args.dqn_minibatch))
     if not args.no_atari:
         res.update(bench_ppo_atari(args.atari_game, args.atari_batches, args.ppo_epochs))
 
@@ -319,11 +327,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"{res['k_diag_loop_s'] / res['k_diag_vectorised_s']:.0f}× faster than the loop",
     )
     table.add_row("K(x,x): per-sample autograd loop", f"{res['k_diag_loop_s'] * ms:.1f} ms", "")
-    table.add_row("DQN step: DQNLoss + HardUpdate (minibatch 128)", f"{res['dqn_step_torchrl_s'] * ms:.3f} ms", "")
     table.add_row(
-        "DQN step: hand-written TD(0)",
+        f"DQN step: ReplayBuffer.sample + DQNLoss + Adam + HardUpdate (minibatch {args.dqn_minibatch})",
+        f"{res['dqn_step_torchrl_s'] * ms:.3f} ms",
+        "",
+    )
+    table.add_row(
+        "DQN step: DQNAgent.gradient_step (written-out TD(0), fused Adam)",
         f"{res['dqn_step_manual_s'] * ms:.3f} ms",
-        f"DQNLoss = {res['dqn_step_torchrl_s'] / res['dqn_step_manual_s']:.2f}×",
+        f"torchrl = {res['dqn_step_torchrl_s'] / res['dqn_step_manual_s']:.2f}×",
     )
     if not args.no_atari:
         upd, bare = res["ppo_update_s_per_minibatch"], res["bare_s_per_minibatch"]

@@ -1,10 +1,10 @@
 """Reference DQN for classic control in one file of plain PyTorch + gymnasium (no torchrl, no tensordict).
 
-What it is for: the throughput benchmark compares repdyn's DQN (:mod:`repdyn.agents.dqn`: torchrl ``Collector``,
-``DQNLoss``, ``HardUpdate``, ``ReplayBuffer`` on ``LazyTensorStorage``, ``EGreedyModule``) against the single-file
-script a researcher would otherwise copy, in the style of CleanRL. It is deliberately a straightforward
-implementation: one Python loop over env steps, a replay of preallocated tensors with uniform sampling, one
-hand-written TD(0) step per env step. It is neither slowed down nor tuned with tricks.
+What it is for: the throughput benchmark compares repdyn's DQN (:mod:`repdyn.agents.dqn`: lean or torchrl
+collector, ``EGreedyModule``, replay on torchrl's ``LazyTensorStorage``, written-out TD(0) step with fused Adam)
+against the single-file script a researcher would otherwise copy, in the style of CleanRL. It is deliberately a
+straightforward implementation: one Python loop over env steps, a replay of preallocated tensors with uniform
+sampling, one hand-written TD(0) step per env step. It is neither slowed down nor tuned with tricks.
 
 Algorithm: DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with the settings of
 repdyn's ``conf/agent/dqn.yaml`` (rl-baselines3-zoo's tuned ``Acrobot-v1`` DQN) and ``model=mlp
