@@ -50,7 +50,8 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
     paths, dotlist = [], []
     for arg in argv:
         if arg in ("-h", "--help"):
-            raise SystemExit(__doc__)
+            print(__doc__)
+            raise SystemExit(0)
         key = arg.split("=", 1)[0]
         if "=" in arg and not Path(arg).exists():
             if key not in base:

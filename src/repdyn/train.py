@@ -462,17 +462,31 @@ def _refuse(e: ConfigError, run_dir: str) -> NoReturn:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> str:
+    from repdyn import preflight
+    from repdyn.config import round_budget
+    from repdyn.logging.secrets import ScrubFilter, scrub_file
+
+    preflight.mark_started()
     warnings.filterwarnings("ignore", message="Nested TransformedEnvs")
     hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    fresh = preflight.holds_only_hydra_files(run_dir, hc.job.name)  # Hydra made it for this call: nothing to keep
+    for f in (run_dir / hc.output_subdir).glob("*.yaml") if hc.output_subdir else ():
+        scrub_file(f)
+    for handler in logging.getLogger().handlers:  # the job log in the run dir, and the console
+        handler.addFilter(ScrubFilter())
+    overrides = preflight.overrides_of(cfg)  # as typed: an ${oc.env:...} in them stays unresolved
     try:
-        validate(cfg)
-        check_resume_compatible(cfg, hc.runtime.output_dir)
-    except ConfigError as e:
-        _refuse(e, hc.runtime.output_dir)
-    try:
-        status = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+        validate(cfg, overrides + preflight.overrides_of(cfg, "hydra"))
+        note = round_budget(cfg)
+        if note:
+            log.warning(note)
+        check_resume_compatible(cfg, run_dir)
+        status = run(cfg, run_dir, overrides)
     except ConfigError as e:  # the run dir's content, or found while building (a replay buffer larger than the RAM)
-        _refuse(e, hc.runtime.output_dir)
+        if fresh:
+            preflight.discard_run_dir(run_dir)
+        _refuse(e, run_dir)
     print(f"repdyn: run {status}; outputs in {hc.runtime.output_dir}", flush=True)
     if status == "diverged" and hc.mode != RunMode.MULTIRUN:
         sys.exit(EXIT_DIVERGED)  # in a multirun the status is in summary.json and the sweep continues
@@ -480,7 +494,24 @@ def _hydra_main(cfg: DictConfig) -> str:
 
 
 def main() -> None:
-    _hydra_main()
+    """The ``repdyn-train`` entry point: the Hydra app, with Hydra's own usage errors exiting 2 like config errors."""
+    import traceback
+
+    from repdyn import preflight
+
+    preflight.RESUME_CHECK = check_resume_compatible
+    try:
+        _hydra_main()
+    except SystemExit as e:
+        code = preflight.main_exit_code(e.code)
+        if code != e.code:
+            sys.exit(code)
+        raise
+    except Exception:  # HYDRA_FULL_ERROR=1 lets Hydra's errors through with their traceback
+        if preflight.main_exit_code(1) == 1:
+            raise
+        traceback.print_exc()
+        sys.exit(EXIT_CONFIG)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ AGENTS = {"ppo": "repdyn.agents.ppo:PPOAgent", "dqn": "repdyn.agents.dqn:DQNAgen
 
 
 def build_agent(cfg: Any, env: Any) -> Any:
-    """Instantiate the agent named by ``cfg.agent.name`` for ``env``."""
+    """Instantiate the agent named by ``cfg.agent.name`` for ``env``, its networks created on ``cfg.device``."""
+    import torch
+
     if cfg.agent.name not in AGENTS:
         raise ValueError(f"agent.name: unknown agent {cfg.agent.name!r}; choose one of {sorted(AGENTS)}")
     module, cls = AGENTS[cfg.agent.name].split(":")
-    return getattr(importlib.import_module(module), cls)(cfg, env)
+    with torch.device(cfg.device):  # the default device of every tensor the constructor creates
+        return getattr(importlib.import_module(module), cls)(cfg, env)

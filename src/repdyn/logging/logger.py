@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from repdyn.logging.history import History
+from repdyn.logging.secrets import redact
 
-_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd)", re.IGNORECASE)
-
-
-def redact(obj: Any) -> Any:
-    """Replace values under secret-looking keys (and ``k=v`` overrides naming them) with ``***``."""
-    if isinstance(obj, Mapping):
-        return {k: ("***" if _SECRET.search(str(k)) else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str) and "=" in obj and _SECRET.search(obj.split("=", 1)[0]):
-        return obj.split("=", 1)[0] + "=***"
-    return obj
+__all__ = ["Logger", "first_non_finite", "redact", "write_json"]
 
 
 def first_non_finite(record: Mapping[str, Any]) -> str | None:

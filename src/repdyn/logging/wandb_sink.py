@@ -3,6 +3,9 @@
 Offline by default (``logger.mode=offline``): runs land in ``<run_dir>/wandb/`` and upload later with
 ``wandb sync <run_dir>/wandb/offline-run-*``. A resumed run reuses its W&B id (stored in the checkpoint), so a
 requeued job continues the same W&B run.
+
+Everything handed to W&B (config, name, group, tags, summary) is redacted first (:mod:`repdyn.logging.secrets`): the
+offline run is what ``wandb sync`` uploads.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
+
+from repdyn.logging.secrets import redact, scrub
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +47,10 @@ class WandbSink:
             self.run = wandb.init(
                 project=project,
                 entity=entity,
-                group=group,
-                name=name,
-                tags=tags[:64],
-                config=config,
+                group=scrub(group),
+                name=scrub(name),
+                tags=redact(list(tags))[:64],
+                config=redact(config),
                 dir=run_dir,
                 mode=mode,
                 id=self.run_id,
@@ -73,7 +78,7 @@ class WandbSink:
         if self.run is None:
             return
         try:
-            for k, v in summary.items():
+            for k, v in redact(dict(summary)).items():
                 if isinstance(v, (int, float, str, bool)):
                     self.run.summary[k] = v
             self.run.finish(exit_code=0 if summary.get("status") == "completed" else 1)

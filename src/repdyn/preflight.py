@@ -1,0 +1,160 @@
+"""Command-line checks that run before Hydra writes anything, and the exit codes of ``repdyn.train`` (README
+"Failures": 0 completed, 2 config error, 3 diverged, 1 anything else — a crash, with its traceback).
+
+Hydra creates the run dir, writes ``.hydra/{config,hydra,overrides}.yaml`` and opens the job log before it calls the
+task function, so validating there would leave a run dir behind for a config that never ran, and would overwrite the
+``.hydra/`` files of a checkpointed run dir before refusing a different config for it. :class:`Preflight` is a Hydra
+callback (``hydra.callbacks.preflight`` in ``conf/train.yaml``) whose ``on_run_start`` / ``on_multirun_start`` run
+after composition and before any of that: it validates the composed config (:func:`repdyn.config.validate`), the
+run dir path (no secret in it) and resume compatibility, and exits with code 2 on a :class:`ConfigError`. For a sweep
+it composes and checks every member the basic sweeper will launch, before the sweep dir exists.
+
+What still reaches the task function with an error (a replay buffer larger than the RAM is only known once the env
+is built) exits 2 too; :func:`discard_run_dir` then removes the run dir if it held nothing but Hydra's own files.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from repdyn.config import ConfigError, round_budget, validate
+
+EXIT_CONFIG = 2
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# Set by repdyn.train.main: the check that a run dir's checkpoint belongs to this config (lives beside the loop).
+RESUME_CHECK: Callable[[DictConfig, Path], None] | None = None
+_state = {"started": False}
+
+
+def mark_started() -> None:
+    """Composition succeeded: from here on, an exit code 1 is not a Hydra usage error (see :func:`main_exit_code`)."""
+    _state["started"] = True
+
+
+def main_exit_code(code: Any) -> Any:
+    """The exit code for a ``SystemExit(code)`` out of the Hydra app: Hydra exits with 1 for its own usage errors
+    (unknown group option, wrong type, unparsable override), which happen before composition ends; those are
+    config errors (2). After composition, 1 stays 1."""
+    return EXIT_CONFIG if code == 1 and not _state["started"] else code
+
+
+class Preflight(Callback):
+    """Validate before Hydra creates the run dir (single run) or the sweep dir (every member of a sweep)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        mark_started()
+        _exit_on_config_error(lambda: check_job(config, Path(str(config.hydra.run.dir))))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        mark_started()
+        _exit_on_config_error(lambda: check_sweep(config))
+
+
+def _exit_on_config_error(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except ConfigError as e:
+        print(f"repdyn: config error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def overrides_of(config: DictConfig, which: str = "task") -> list[str]:
+    """Hydra's ``overrides.<which>`` as typed (unresolved: ``name=${oc.env:X}`` stays an interpolation)."""
+    node = config.hydra.overrides if "hydra" in config else HydraConfig.get().overrides
+    return [str(o) for o in OmegaConf.to_container(node[which], resolve=False)]
+
+
+def check_job(config: DictConfig, run_dir: Path) -> None:
+    """Everything that can be known about one job before its run dir exists: ``config`` is the composed config with
+    its ``hydra`` node, ``run_dir`` where the job would write. Raises :class:`ConfigError`."""
+    from repdyn.logging.secrets import secret_in
+
+    hydra_cfg = copy.deepcopy(config)
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.hydra.runtime.output_dir = os.path.abspath(run_dir)
+    HydraConfig.instance().set_config(hydra_cfg)  # for ${hydra:...} interpolations, as run_job does
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    validate(task, overrides_of(config) + overrides_of(config, "hydra"))
+    env_var = secret_in(str(run_dir))
+    if env_var is not None:
+        key = "name" if secret_in(str(task.name)) else "hydra.run.dir"
+        raise ConfigError(f"{key}: the run dir path would hold the value of ${env_var}; a path cannot be redacted")
+    round_budget(task)  # a run dir's config.yaml holds the rounded budget
+    if RESUME_CHECK is not None:
+        RESUME_CHECK(task, run_dir)
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
+    """The override lists of the jobs Hydra's basic sweeper launches for this multirun config (sweeper params, then
+    the command line, as one Cartesian product); None for another sweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if OmegaConf.select(config, "hydra.sweeper._target_") != BASIC_SWEEPER:
+        return None
+    params = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    args = [f"{k}={v}" for k, v in params.items()] + overrides_of(config)
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    return [list(job) for batch in BasicSweeper.split_arguments(parser.parse_overrides(args), None) for job in batch]
+
+
+def check_sweep(config: DictConfig) -> None:
+    """Compose and check every member of the sweep (as the basic launcher will) before the sweep dir exists."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    jobs = sweep_jobs(config)
+    if jobs is None:
+        return
+    loader = GlobalHydra.instance().config_loader()
+    for idx, job in enumerate(jobs):
+        where = f"sweep member #{idx}: {' '.join(job)}"
+        try:
+            job_cfg = loader.load_sweep_config(config, job)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(f"{where}: {str(e).strip()}") from None
+        with read_write(job_cfg), open_dict(job_cfg):
+            job_cfg.hydra.job.id = idx
+            job_cfg.hydra.job.num = idx
+        run_dir = Path(str(job_cfg.hydra.sweep.dir)) / str(job_cfg.hydra.sweep.subdir)
+        try:
+            check_job(job_cfg, run_dir)
+        except ConfigError as e:
+            raise ConfigError(f"{e} ({where})") from None
+
+
+def holds_only_hydra_files(run_dir: Path, job_name: str) -> bool:
+    """True when ``run_dir`` holds nothing but what Hydra wrote for this job (``.hydra/`` and the job log)."""
+    try:
+        return all(p.name in (".hydra", f"{job_name}.log") for p in run_dir.iterdir())
+    except OSError:
+        return False
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Remove a run dir created for a config that never ran, then its parents up to the working dir while empty."""
+    run_dir = run_dir.resolve()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cwd = Path.cwd().resolve()
+    for parent in run_dir.parents:
+        if parent == cwd or cwd not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
