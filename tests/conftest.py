@@ -61,3 +61,19 @@ def compose():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def compose_hydra():
+    """Compose like the CLI does, with the ``hydra`` node the pre-run check reads."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from repdyn.config import register_configs
+    from repdyn.paths import CONF_DIR
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        yield lambda overrides: compose("train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()

@@ -186,21 +186,6 @@ class FastCompose:
         return cfg
 
 
-@pytest.fixture
-def compose_hydra():
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from repdyn.config import register_configs
-    from repdyn.paths import CONF_DIR
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        yield lambda overrides: compose("train", overrides=overrides, return_hydra_config=True)
-    GlobalHydra.instance().clear()
-
-
 def _keys_of(overrides: list[str]) -> set[str]:
     return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 

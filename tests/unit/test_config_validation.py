@@ -47,22 +47,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def compose_hydra():
-    """Compose like the CLI does, with the ``hydra`` node the pre-run check reads."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from repdyn.config import register_configs
-    from repdyn.paths import CONF_DIR
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        yield lambda overrides: compose("train", overrides=overrides, return_hydra_config=True)
-    GlobalHydra.instance().clear()
-
-
 @pytest.mark.parametrize(("overrides", "key"), CASES, ids=[" ".join(o) for o, _ in CASES])
 def test_bad_value_fails_before_the_run_dir_exists(compose_hydra, tmp_path, overrides, key):
     if overrides == ["device=cuda:7"] and torch.cuda.device_count() > 7:
