@@ -1,0 +1,22 @@
+"""The steady-state rate of ``bench throughput``: env steps per wall second between the first record at or past a
+step and the last record."""
+
+import pytest
+
+from repdyn.bench.throughput import steady_rate
+
+
+def test_steady_rate_uses_the_window_after_from_step() -> None:
+    records = [
+        {"step": 0},  # the step-0 capacity record: no wall time, never in the window
+        {"step": 2048, "perf/wall_time": 30.0},  # first batch end (after obs norm, capacity probe): excluded start
+        {"step": 4096, "perf/wall_time": 32.0},
+        {"step": 8192, "perf/wall_time": 36.0},
+    ]
+    assert steady_rate(records, 2048) == pytest.approx((8192 - 2048) / 6.0)
+    assert steady_rate(records, 3000) == pytest.approx((8192 - 4096) / 4.0)
+
+
+def test_steady_rate_needs_two_records() -> None:
+    with pytest.raises(ValueError, match="need two timed records"):
+        steady_rate([{"step": 2048, "perf/wall_time": 1.0}], 0)
