@@ -122,12 +122,14 @@ def check_sweep(config: DictConfig) -> None:
     if jobs is None:
         return
     loader = GlobalHydra.instance().config_loader()
+    errors = []  # every bad member, so one refusal says everything to fix
     for idx, job in enumerate(jobs):
         where = f"sweep member #{idx}: {' '.join(job)}"
         try:
             job_cfg = loader.load_sweep_config(config, job)
         except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(f"{where}: {str(e).strip()}") from None
+            errors.append(f"{where}: {str(e).strip()}")
+            continue
         with read_write(job_cfg), open_dict(job_cfg):
             job_cfg.hydra.job.id = idx
             job_cfg.hydra.job.num = idx
@@ -135,7 +137,11 @@ def check_sweep(config: DictConfig) -> None:
         try:
             check_job(job_cfg, run_dir)
         except ConfigError as e:
-            raise ConfigError(f"{e} ({where})") from None
+            errors.append(f"{e} ({where})")
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        raise ConfigError(f"{len(errors)} of {len(jobs)} sweep members are invalid:\n  " + "\n  ".join(errors))
 
 
 def holds_only_hydra_files(run_dir: Path, job_name: str) -> bool:

@@ -51,6 +51,21 @@ def test_bad_sweep_member_fails_before_the_sweep_dir_exists(tmp_path):
     assert not sweep_dir.exists()  # not even the first, valid member ran
 
 
+def test_every_bad_sweep_member_is_listed_in_one_refusal(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "env=classic/cartpole", "logger=none", "agent.lr=1e-3,-1", "agent.epochs=1,0",
+        f"hydra.sweep.dir={sweep_dir}", timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "3 of 4 sweep members are invalid" in proc.stderr, proc.stderr[-2000:]
+    for idx, bad in ((1, "agent.epochs: must be ≥ 1, got 0"), (2, "agent.lr: must be > 0"), (3, "agent.epochs")):
+        line = next(x for x in proc.stderr.splitlines() if f"(sweep member #{idx}:" in x)
+        assert line.strip().startswith(bad), line
+    assert "sweep member #0:" not in proc.stderr  # the valid member is not listed
+    assert not sweep_dir.exists()
+
+
 def test_analyze_help_exits_0():
     import subprocess
     import sys
