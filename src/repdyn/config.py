@@ -110,7 +110,7 @@ class TrainLoopConfig:
     total_frames: int = 100_000  # env steps (agent steps × frameskip is NOT used: the axis is agent-env steps)
     log_every: float = 0.001  # fraction of total_frames between log points (at most one per batch)
     checkpoint_every: float = 0.025
-    progress: bool = True
+    progress: bool = True  # a tqdm bar, drawn only when stderr is a terminal (never in a Slurm or CI log)
     # torch intra-op threads; null: 1 for MLPs (op overhead, not arithmetic, bounds them), every CPU this process may
     # use for the Nature CNN (measured 1.6x faster with 2 threads than 1 on 2 cores); see repdyn.train.torch_threads
     threads: int | None = None

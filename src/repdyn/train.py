@@ -85,6 +85,13 @@ def torch_threads(threads: int | None, model: str, cpus: int | None = None) -> i
     return (available_cpus() if cpus is None else cpus) if model == "cnn" else 1
 
 
+def show_progress(enabled: bool, stream: Any) -> bool:
+    """The progress bar is drawn only on a terminal: in a Slurm or CI log its carriage-return redraws would pile up
+    into one huge line."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(enabled) and callable(isatty) and bool(isatty())
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -298,7 +305,11 @@ class Run:
         cfg, mcfg, cad = self.cfg, self.cfg.metrics, self.cadences
         stop_after = cfg.debug.stop_after_batches  # read once: an OmegaConf lookup costs ~0.1 ms per batch
         bar = tqdm(
-            total=self.total, initial=self.env_steps, unit="step", disable=not cfg.train.progress, dynamic_ncols=True
+            total=self.total,
+            initial=self.env_steps,
+            unit="step",
+            disable=not show_progress(cfg.train.progress, sys.stderr),
+            dynamic_ncols=True,
         )
         t_start, steps_start, metric_time = time.time(), self.env_steps, 0.0
         if "capacity" in cad and self.env_steps == 0 and cad["capacity"].next == 0:

@@ -1,4 +1,4 @@
-"""``train.threads`` resolution: explicit values win; otherwise 1 for MLPs and every available CPU for the CNN."""
+"""Run-loop presentation and resources: `train.threads` resolution, and the progress bar only on a terminal."""
 
 from repdyn.train import available_cpus, torch_threads
 
@@ -16,3 +16,17 @@ def test_auto_threads_by_model() -> None:
 def test_slurm_allocation_caps_available_cpus() -> None:
     assert available_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
     assert available_cpus({}) >= 1
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from repdyn.train import show_progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert show_progress(True, Tty())
+    assert not show_progress(False, Tty())
+    assert not show_progress(True, io.StringIO())  # a Slurm .err file, a CI log, a pipe
