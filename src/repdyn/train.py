@@ -53,6 +53,11 @@ class _StopRequest:
     def hand_over(self) -> None:
         prev = self.previous.get(self.signum)
         if callable(prev):  # e.g. submitit's handler: requeues the job and exits
+            # submitit's handler runs `scontrol requeue`, and Slurm answers a requeue with SIGTERM to every process of
+            # the job, that scontrol call included, which then fails the job ("died with SIGTERM") if the signal wins
+            # the race. An ignored signal stays ignored across fork/exec, so scontrol finishes; the checkpoint is
+            # already written, and Slurm's SIGKILL after KillWait still ends this process if it lingers.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             prev(self.signum, None)
         sys.exit(128 + int(self.signum))
 
