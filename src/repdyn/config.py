@@ -19,11 +19,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from repdyn.errors import ConfigError
 from repdyn.metrics.config import MetricsConfig
-
-
-class ConfigError(ValueError):
-    """A user-caused configuration problem, reported before any compute."""
 
 
 @dataclass

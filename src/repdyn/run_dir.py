@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from repdyn import checkpoint as ckpt
-from repdyn.config import ConfigError
+from repdyn.errors import ConfigError
 from repdyn.logging.history import HistoryError, iter_history
 from repdyn.paths import CHECKPOINT_DIR, HISTORY_FILE, PREVIOUS_PREFIX
 

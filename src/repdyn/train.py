@@ -163,6 +163,7 @@ class Run:
     # --- build ---------------------------------------------------------------------------------------------
     def build(self) -> None:
         from repdyn.agents import build_agent
+        from repdyn.agents.base import CapacityProbed, NTKViews, UpdateRankViews
         from repdyn.collection import make_collector
         from repdyn.envs import make_env
         from repdyn.envs.obs_norm import add_frozen_obs_norm
@@ -179,8 +180,8 @@ class Run:
         self.agent = build_agent(cfg, self.env)
         self.hooks = Hooks.from_config(cfg)
         self.hooks.on_agent_built(self.agent)
-        for name, view in (("capacity", "capacity_kinds"), ("ntk", "ntk_views"), ("update_rank", "update_rank_views")):
-            if name in self.cadences and not hasattr(self.agent, view):
+        for name, view in (("capacity", CapacityProbed), ("ntk", NTKViews), ("update_rank", UpdateRankViews)):
+            if name in self.cadences and not isinstance(self.agent, view):
                 log.warning("metrics.%s is on but agent %s does not provide it; skipped", name, cfg.agent.name)
                 del self.cadences[name]
         if "capacity" in self.cadences:
@@ -287,7 +288,7 @@ class Run:
         return rec
 
     def _log(self, record: dict[str, Any]) -> None:
-        from repdyn.agents.ppo import Diverged
+        from repdyn.agents.base import Diverged
         from repdyn.logging.logger import first_non_finite
 
         bad = first_non_finite({k: v for k, v in record.items() if not k.startswith("perf/")})
@@ -427,7 +428,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
 
     Raises ConfigError (a :class:`repdyn.run_dir.RunDirError` for the run dir's content) before writing anything."""
     from repdyn import run_dir as rundir
-    from repdyn.agents.ppo import Diverged
+    from repdyn.agents.base import Diverged
     from repdyn.logging.logger import redact, write_json
 
     run_dir = Path(run_dir)

@@ -1,9 +1,8 @@
-"""Agents (PPO, DQN) built on torchrl components, behind one small protocol the training loop relies on.
+"""Agents (PPO, DQN) built on torchrl components, behind the protocol the training loop relies on.
 
-An agent exposes: ``policy`` (the collector's TensorDict policy), ``networks`` / ``optimizers`` (dicts by name:
-actor/critic, qnet, trunk), ``continuous``, ``process_batch(batch)`` (advantages or replay insertion, after the
-``on_batch_collected`` hooks), ``update(batch, env_steps, hooks) -> UpdateResult``, ``rollout_outputs(flat, net)`` and
-``metric_kwargs(net, outs)`` (views for :mod:`repdyn.monitor`), ``state_dict()`` / ``load_state_dict()``.
+The protocol is :class:`repdyn.agents.base.Agent` (``act``, ``policy``, ``networks`` / ``optimizers``,
+``process_batch``, ``update -> UpdateResult``, the metric views, ``state_dict``), with the optional capabilities
+``CapacityProbed``, ``NTKViews`` and ``UpdateRankViews`` beside it; docs/architecture.md#adding-an-agent.
 """
 
 from __future__ import annotations

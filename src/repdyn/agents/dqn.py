@@ -65,8 +65,8 @@ from torchrl.data.replay_buffers.writers import RoundRobinWriter, Writer
 from torchrl.modules import EGreedyModule, QValueModule
 
 from repdyn.agents.adam_step import step_all, zero_grads
+from repdyn.agents.base import Diverged, UpdateResult
 from repdyn.agents.networks import CriticNet, build_body, rep_keys
-from repdyn.agents.ppo import Diverged, UpdateResult
 from repdyn.agents.replay_memory import check_replay_fits, make_storage, storage_tensors, transition_bytes
 from repdyn.metrics.ntk import q_reduction
 
@@ -244,11 +244,9 @@ class DQNAgent:
 
     # --- update ---------------------------------------------------------------------------------------------
     def _hooks_add_loss(self, hooks: Any) -> bool:
-        from repdyn.interventions import Intervention
-
+        """``hooks.adds_loss`` (read once); hooks that do not say are always asked."""
         if self._uses_extra_loss is None:
-            items = getattr(hooks, "items", [])
-            self._uses_extra_loss = any(type(i).extra_loss is not Intervention.extra_loss for i in items)
+            self._uses_extra_loss = bool(getattr(hooks, "adds_loss", True))
         return self._uses_extra_loss
 
     def update(self, batch: TensorDict, env_steps: int, hooks: Any) -> UpdateResult:

@@ -9,7 +9,6 @@ this update against ClipPPOLoss on the same batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from repdyn.agents.adam_step import step_all, zero_grads
+from repdyn.agents.base import Diverged, UpdateResult
 from repdyn.agents.distributions import (
     categorical_entropy,
     categorical_log_prob,
@@ -29,23 +29,6 @@ from repdyn.agents.distributions import (
 from repdyn.agents.losses import ppo_clip_objective
 from repdyn.agents.networks import ActorNet, CriticNet, build_body, build_collector_policy, make_dist, rep_keys
 from repdyn.metrics.trust_region import trust_region_metrics
-
-
-class Diverged(RuntimeError):
-    """A NaN/Inf appeared in a loss, gradient or metric; ``key`` names it."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"non-finite value in {key}")
-        self.key = key
-
-
-@dataclass
-class UpdateResult:
-    """What one batch's optimisation phase produced: scalars to log (at log points) and raw tensors for tests."""
-
-    scalars: dict[str, float] = field(default_factory=dict)
-    ratios: torch.Tensor | None = None
-
 
 _STEP_STATS = ("loss/policy", "loss/value", "ppo/entropy", "loss/total", "ppo/approx_kl_k1", "ppo/approx_kl_k3")
 UPDATE_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "actor", "critic")
@@ -318,9 +301,6 @@ class PPOAgent:
 
 
 def _adds_loss(hooks: Any) -> bool:
-    """Whether an intervention contributes an extra loss term (only then is a minibatch TensorDict built for it);
-    hooks that do not list their interventions (``items``) are always asked."""
-    from repdyn.interventions import Intervention
-
-    items = getattr(hooks, "items", None)
-    return items is None or any(type(i).extra_loss is not Intervention.extra_loss for i in items)
+    """``hooks.adds_loss``: only then is a minibatch TensorDict built for the interventions; hooks that do not say are
+    always asked."""
+    return bool(getattr(hooks, "adds_loss", True))

@@ -20,7 +20,7 @@ from tensordict import NestedKey, is_tensor_collection
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage
 from torchrl.data.replay_buffers.storages import TensorStorage
 
-from repdyn.config import ConfigError
+from repdyn.errors import ConfigError
 
 __all__ = ["available_ram_bytes", "check_replay_fits", "make_storage", "storage_tensors", "transition_bytes"]
 

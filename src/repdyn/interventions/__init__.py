@@ -76,7 +76,7 @@ def _typed_config(name: str, raw: Any) -> Any:
     try:
         merged = OmegaConf.merge(schema, raw if raw is not None else {})
     except Exception as e:  # omegaconf raises several error types; report them as one config error
-        from repdyn.config import ConfigError
+        from repdyn.errors import ConfigError
 
         raise ConfigError(f"intervention.{name}: {e}".splitlines()[0]) from None
     return OmegaConf.to_object(merged)
@@ -84,7 +84,7 @@ def _typed_config(name: str, raw: Any) -> Any:
 
 def validate_interventions(cfg: DictConfig) -> None:
     """Unknown names, unsupported agents and bad fields fail here, before any compute."""
-    from repdyn.config import ConfigError
+    from repdyn.errors import ConfigError
 
     registry = _load_all()
     for name, raw in (cfg.intervention or {}).items():
@@ -115,6 +115,12 @@ class Hooks:
 
     def names(self) -> list[str]:
         return [i.name for i in self.items]
+
+    @property
+    def adds_loss(self) -> bool:
+        """Whether any intervention contributes an extra loss term (agents build the minibatch view it reads only
+        then)."""
+        return any(type(i).extra_loss is not Intervention.extra_loss for i in self.items)
 
     def on_agent_built(self, agent: Any) -> None:
         for i in self.items:
