@@ -28,23 +28,54 @@ class MetricSpec:
     keys: str  # log-key pattern(s) written from the function's result
     enabled: str | None  # MetricsConfig boolean field switching it on; None = always on
     every: str  # MetricsConfig field holding the cadence (fraction of the training budget)
-    spec: str  # family: §1 representation, §2 trust region, §3 capacity, §4 eNTK, §5 update rank (docs/metrics.md)
+    doc: str  # where docs/metrics.md defines it
 
 
 REGISTRY: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
         MetricSpec(
-            "representation", representation_metrics, "batch_{start,end}/<net>/<key>", "representation", "every", "§1"
+            "representation",
+            representation_metrics,
+            "batch_{start,end}/<net>/<key>",
+            "representation",
+            "every",
+            "docs/metrics.md#representation-metrics",
         ),
         MetricSpec(
-            "feature_drift", feature_drift, "batch_diff/<net>/feature_drift_{l2,cos}", "representation", "every", "§1"
+            "feature_drift",
+            feature_drift,
+            "batch_diff/<net>/feature_drift_{l2,cos}",
+            "representation",
+            "every",
+            "docs/metrics.md#feature-drift",
         ),
-        MetricSpec("trust_region", trust_region_metrics, "trust_region/<key>", None, "every", "§2"),
-        MetricSpec("capacity", fit_to_target, "capacity/{actor,critic}/loss", "capacity", "capacity_every", "§3"),
-        MetricSpec("ntk", ntk_summary, "ntk/<net>/{trace,entropy,kernel_alignment}", "ntk", "ntk_every", "§4"),
         MetricSpec(
-            "update_rank", update_rank_metrics, "update_rank/<net>/rank", "update_rank", "update_rank_every", "§5"
+            "trust_region", trust_region_metrics, "trust_region/<key>", None, "every", "docs/metrics.md#trust-region"
+        ),
+        MetricSpec(
+            "capacity",
+            fit_to_target,
+            "capacity/{actor,critic}/loss",
+            "capacity",
+            "capacity_every",
+            "docs/metrics.md#capacity-loss",
+        ),
+        MetricSpec(
+            "ntk",
+            ntk_summary,
+            "ntk/<net>/{trace,entropy,kernel_alignment}",
+            "ntk",
+            "ntk_every",
+            "docs/metrics.md#empirical-ntk",
+        ),
+        MetricSpec(
+            "update_rank",
+            update_rank_metrics,
+            "update_rank/<net>/rank",
+            "update_rank",
+            "update_rank_every",
+            "docs/metrics.md#update-rank",
         ),
     )
 }
