@@ -9,6 +9,7 @@ A run resumes by itself when its run dir holds ``checkpoints/last.pt`` (requeue,
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import subprocess
@@ -74,8 +75,6 @@ def _seed_everything(seed: int) -> None:
 
 def available_cpus(environ: Any = None) -> int:
     """CPUs this process may run on: its affinity mask, capped by a Slurm allocation (``SLURM_CPUS_PER_TASK``)."""
-    import os
-
     environ = os.environ if environ is None else environ
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     slurm = str(environ.get("SLURM_CPUS_PER_TASK", ""))
@@ -499,8 +498,7 @@ def _hydra_main(cfg: DictConfig) -> str:
         note = round_budget(cfg)
         if note:
             log.warning(note)
-        check_resume_compatible(cfg, run_dir)
-        status = run(cfg, run_dir, overrides)
+        status = run(cfg, run_dir, overrides)  # checks resume compatibility first
     except ConfigError as e:  # the run dir's content, or found while building (a replay buffer larger than the RAM)
         if fresh:
             preflight.discard_run_dir(run_dir)

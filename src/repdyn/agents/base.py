@@ -33,6 +33,12 @@ class UpdateResult:
     ratios: torch.Tensor | None = None
 
 
+def hooks_add_loss(hooks: Any) -> bool:
+    """``hooks.adds_loss``: whether an intervention contributes an extra loss term, so an agent builds the minibatch
+    view ``hooks.extra_loss`` reads only then; hooks that do not say are always asked."""
+    return bool(getattr(hooks, "adds_loss", True))
+
+
 @runtime_checkable
 class Agent(Protocol):
     """What every agent provides to the loop, the collectors and the representation metrics."""

@@ -65,7 +65,7 @@ from torchrl.data.replay_buffers.writers import RoundRobinWriter, Writer
 from torchrl.modules import EGreedyModule, QValueModule
 
 from repdyn.agents.adam_step import step_all, zero_grads
-from repdyn.agents.base import Diverged, UpdateResult
+from repdyn.agents.base import Diverged, UpdateResult, hooks_add_loss
 from repdyn.agents.networks import CriticNet, build_body, rep_keys
 from repdyn.agents.replay_memory import check_replay_fits, make_storage, storage_tensors, transition_bytes
 from repdyn.metrics.ntk import q_reduction
@@ -175,7 +175,6 @@ class DQNAgent:
         self.grad_credit = 0.0
         self.grad_steps = 0
         self.nan_at_step: int | None = cfg.debug.inject_nan_at_step
-        self._uses_extra_loss: bool | None = None
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
@@ -243,12 +242,6 @@ class DQNAgent:
         )
 
     # --- update ---------------------------------------------------------------------------------------------
-    def _hooks_add_loss(self, hooks: Any) -> bool:
-        """``hooks.adds_loss`` (read once); hooks that do not say are always asked."""
-        if self._uses_extra_loss is None:
-            self._uses_extra_loss = bool(getattr(hooks, "adds_loss", True))
-        return self._uses_extra_loss
-
     def update(self, batch: TensorDict, env_steps: int, hooks: Any) -> UpdateResult:
         """``replay_ratio`` gradient steps per collected env step on uniform replay minibatches; sets the ε of the
         next collection from the schedule."""
@@ -263,7 +256,7 @@ class DQNAgent:
         if n_steps > 0:
             replay = self.replay_tensors()
             poison = self.nan_at_step is not None and env_steps >= self.nan_at_step
-            extra_hooks = hooks if self._hooks_add_loss(hooks) else None
+            extra_hooks = hooks if hooks_add_loss(hooks) else None
             rows, extra_sums = [], {}
             for _ in range(n_steps):
                 row, extras = self.gradient_step(replay, extra_hooks, poison)

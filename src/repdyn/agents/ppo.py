@@ -17,7 +17,7 @@ from torch import nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from repdyn.agents.adam_step import step_all, zero_grads
-from repdyn.agents.base import Diverged, UpdateResult
+from repdyn.agents.base import Diverged, UpdateResult, hooks_add_loss
 from repdyn.agents.distributions import (
     categorical_entropy,
     categorical_log_prob,
@@ -139,7 +139,7 @@ class PPOAgent:
         flat = batch.select(*UPDATE_KEYS, strict=False).reshape(-1)
         obs, action, old_log_prob = flat["observation"], flat["action"], flat["action_log_prob"]
         advantage, target = flat["advantage"].squeeze(-1), flat["value_target"]
-        hooks_add_loss = _adds_loss(hooks)
+        adds_loss = hooks_add_loss(hooks)
         size = a.minibatch_size
         ratios, rows, extra_sums = [], [], {}
         poison = self.nan_at_step is not None and env_steps >= self.nan_at_step
@@ -160,9 +160,7 @@ class PPOAgent:
                 critic_out = self.critic(mb_obs)
                 value_loss = (critic_out[0] - target[idx]).pow(2).mean()
                 loss = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy
-                extras = (
-                    hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if hooks_add_loss else {}
-                )
+                extras = hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if adds_loss else {}
                 for v in extras.values():
                     loss = loss + v
                 if poison:
@@ -298,9 +296,3 @@ class PPOAgent:
         self.critic.load_state_dict(state["critic"])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
-
-
-def _adds_loss(hooks: Any) -> bool:
-    """``hooks.adds_loss``: only then is a minibatch TensorDict built for the interventions; hooks that do not say are
-    always asked."""
-    return bool(getattr(hooks, "adds_loss", True))
