@@ -34,18 +34,7 @@ from rich.table import Table
 from tensordict import TensorDict
 from tqdm import tqdm
 
-
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from repdyn.config import register_configs
-    from repdyn.paths import CONF_DIR
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides)
+from repdyn.bench import compose_train
 
 
 def _median_time(fn: Callable[[], object], n: int, warmup: int = 2) -> float:
@@ -77,7 +66,7 @@ def _acrobot_agent(capacity: int, minibatch: int | None = None):
     from repdyn.agents.dqn import DQNAgent
     from repdyn.envs import make_env
 
-    cfg = _compose(
+    cfg = compose_train(
         [
             "env=classic/acrobot",
             "agent=dqn",
@@ -231,7 +220,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
     from repdyn.models import NatureCNN
 
     slug = game.split("/")[1].split("-")[0].lower()
-    cfg = _compose([f"env=atari/{slug}", "agent=ppo_atari", "model=cnn", "logger=none", f"agent.epochs={epochs}"])
+    cfg = compose_train([f"env=atari/{slug}", "agent=ppo_atari", "model=cnn", "logger=none", f"agent.epochs={epochs}"])
     env = make_env(cfg.env, 0)
     torch.manual_seed(0)
     agent = build_agent(cfg, env)

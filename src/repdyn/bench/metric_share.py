@@ -37,12 +37,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(1)
     import tempfile
 
-    from repdyn.bench.ppo import _compose, build_pieces
+    from repdyn.bench import compose_train
+    from repdyn.bench.ppo import build_pieces
     from repdyn.capacity import CapacityProbe
     from repdyn.interventions import Hooks
     from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, update_rank_record
 
-    cfg = _compose([f"env={args.env}", "logger=none", "metrics=full"])
+    cfg = compose_train([f"env={args.env}", "logger=none", "metrics=full"])
     e, m = cfg.env, cfg.metrics
     env, agent, collector = build_pieces(cfg)
     it = iter(collector)

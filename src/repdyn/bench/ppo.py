@@ -22,18 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from repdyn.config import register_configs
-    from repdyn.paths import CONF_DIR
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides)
+from repdyn.bench import compose_train
 
 
 def gym_wrapper_env(env_cfg, seed: int):
@@ -141,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     from repdyn.interventions import Hooks
     from repdyn.train import run
 
-    cfg = _compose([f"env={args.env}", "logger=none", "train.progress=false"])
+    cfg = compose_train([f"env={args.env}", "logger=none", "train.progress=false"])
     e = cfg.env
     batch_frames = e.num_envs * e.frames_per_env
     res: dict[str, float] = {}
@@ -161,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     res["clipppoloss_grad_steps_per_s"] = _clip_ppo_update(agent, batch, cfg)
 
     with tempfile.TemporaryDirectory() as d:
-        cfg2 = _compose(
+        cfg2 = compose_train(
             [f"env={args.env}", "logger=none", "train.progress=false", f"train.total_frames={args.e2e_frames}"]
         )
         t = time.perf_counter()

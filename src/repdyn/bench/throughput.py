@@ -35,6 +35,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from repdyn.bench import compose_train
+
 PPO_MUJOCO = ["env=mujoco/hopper"]
 DQN_ACROBOT = [
     "agent=dqn",
@@ -45,19 +47,6 @@ DQN_ACROBOT = [
     "agent.minibatch_size=64",
 ]
 PPO_ATARI = ["env=atari/phoenix"]
-
-
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from repdyn.config import register_configs
-    from repdyn.paths import CONF_DIR
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides)
 
 
 def steady_rate(records: list[dict], from_step: int) -> float:
@@ -74,7 +63,7 @@ def repdyn_e2e(overrides: list[str], batches: int, budget: int, threads: int, fr
     from repdyn.logging.history import read_history
     from repdyn.train import run
 
-    cfg = _compose(
+    cfg = compose_train(
         [
             *overrides,
             "logger=none",
@@ -97,7 +86,7 @@ def collection_rates(batches: int) -> tuple[dict[str, float], Any, Any]:
     warm-up batch each); also an agent and the last batch it collected (for the update measurement)."""
     from repdyn.bench.ppo import build_pieces, raw_env_rate
 
-    cfg = _compose([*PPO_MUJOCO, "logger=none"])
+    cfg = compose_train([*PPO_MUJOCO, "logger=none"])
     e = cfg.env
     out = {"raw": [], "lean": [], "torchrl": []}
     pieces = {kind: build_pieces(cfg, kind=kind) for kind in ("lean", "torchrl")}
