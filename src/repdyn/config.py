@@ -124,6 +124,14 @@ class DebugConfig:
 
 
 @dataclass
+class SweepConfig:
+    # A multirun with invalid members is refused as a whole (exit 2, every bad member listed) unless this is true:
+    # then the valid members run and each invalid one gets a run dir holding only a summary.json with
+    # status "invalid" and the reason (and, with hydra/launcher=slurm|local, an INVALID entry in sweep_status.json).
+    skip_invalid: bool = False
+
+
+@dataclass
 class RootConfig:
     name: str = "default"  # experiment name: W&B group and the sweep folder
     seed: int = 0
@@ -136,6 +144,7 @@ class RootConfig:
     logger: LoggerConfig = MISSING
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 def register_configs() -> None:
@@ -163,6 +172,7 @@ _SCHEMAS = {
     "metrics": MetricsConfig,
     "train": TrainLoopConfig,
     "debug": DebugConfig,
+    "sweep": SweepConfig,
 }
 _AGENT_SCHEMAS = {"ppo": PPOConfig, "dqn": DQNConfig}
 _NOT_ATARI_KWARGS = ("env_id", "num_envs", "seed", "device")  # make_atari_env arguments that env.atari cannot set

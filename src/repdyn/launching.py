@@ -11,6 +11,11 @@ for every member, writes one entry per member to `<sweep_dir>/sweep_status.json`
 sacct or the local executor reports it when the sweep is collected, `status` COMPLETED/CANCELLED/TIMEOUT/FAILED,
 `reason`, `run_dir`) and then raises one `SweepFailedError` naming every failed member, so a time-limit kill or an
 `scancel` is reported with its reason while the other members finish.
+
+Invalid members: under `sweep.skip_invalid=true` the members the preflight found invalid (`repdyn.preflight`) are
+not submitted; each gets a run dir holding a `summary.json` with `status: invalid` and an INVALID entry here. A member
+refused on its node while building (its task returns "invalid") is INVALID too, and counts as a failure unless
+`sweep.skip_invalid=true`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
+
+from repdyn import preflight
+from repdyn.paths import SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -84,34 +92,45 @@ class CollectAllMixin:
         log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {sweep_dir}")
 
         job_params: list[tuple[Any, ...]] = []
+        skipped = []
         for offset, overrides in enumerate(job_overrides):
             idx = initial_job_idx + offset
+            invalid = preflight.skipped_member(overrides)
+            if invalid is not None:  # sweep.skip_invalid=true: recorded, never submitted
+                preflight.write_invalid_summary(invalid[0], list(overrides), invalid[1])
+                skipped.append(_invalid_record(idx, overrides, invalid[1], str(invalid[0])))
+                continue
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         jobs = executor.map_array(self, *zip(*job_params, strict=True))
         log.info(f"Submitted {len(jobs)} job(s): {', '.join(j.job_id for j in jobs)}")
 
         # --- collection: wait for every member before looking at any result
-        return self._collect(jobs, job_overrides, initial_job_idx, sweep_dir)
+        return self._collect(jobs, [p[0] for p in job_params], [p[2] for p in job_params], sweep_dir, skipped)
 
     def _collect(
-        self, jobs: Sequence[Any], job_overrides: Sequence[Sequence[str]], initial_job_idx: int, sweep_dir: Path
+        self,
+        jobs: Sequence[Any],
+        job_overrides: Sequence[Sequence[str]],
+        job_nums: Sequence[int],
+        sweep_dir: Path,
+        skipped: list[dict[str, Any]],
     ) -> list[JobReturn]:
         remaining = set(range(len(jobs)))
         while remaining:
             for i in sorted(remaining):
                 if jobs[i].done():
                     remaining.discard(i)
-                    log.info(f"\t#{initial_job_idx + i} (job {jobs[i].job_id}) finished")
+                    log.info(f"\t#{job_nums[i]} (job {jobs[i].job_id}) finished")
             if remaining:
                 time.sleep(_POLL_S)
         states = self._final_states(jobs)
 
         returns: list[JobReturn] = []
         records: list[dict[str, Any]] = []
-        for i, (job, overrides, state) in enumerate(zip(jobs, job_overrides, states, strict=True)):
+        for num, job, overrides, state in zip(job_nums, jobs, job_overrides, states, strict=True):
             record: dict[str, Any] = {
-                "job_num": initial_job_idx + i,
+                "job_num": num,
                 "job_id": job.job_id,
                 "overrides": list(overrides),
                 "scheduler_state": state,
@@ -128,7 +147,11 @@ class CollectAllMixin:
             else:
                 returns.append(ret)
                 run_dir = str(ret.hydra_cfg.hydra.runtime.output_dir) if ret.hydra_cfg is not None else None
-                if ret.status == JobStatus.COMPLETED:
+                if ret.status == JobStatus.COMPLETED and ret._return_value == "invalid":  # refused on its node
+                    reason = _summary_reason(run_dir)
+                    record.update(status="INVALID", reason=reason, run_dir=run_dir)
+                    log.error(f"\t#{record['job_num']} (job {job.job_id}) INVALID: {reason}")
+                elif ret.status == JobStatus.COMPLETED:
                     record.update(status="COMPLETED", reason="", run_dir=run_dir)
                 else:  # the task raised inside the job (Hydra's run_job caught it), e.g. submitit's timeout refusal
                     error = ret._return_value
@@ -139,18 +162,20 @@ class CollectAllMixin:
                     log.error(f"\t#{record['job_num']} (job {job.job_id}) {outcome}: {reason}")
             records.append(record)
 
-        _merge_status(sweep_dir / STATUS_FILE, records)
-        failed = [r for r in records if r["status"] != "COMPLETED"]
+        _merge_status(sweep_dir / STATUS_FILE, records + skipped)
+        tolerated = ("COMPLETED", "INVALID") if OmegaConf.select(self.config, "sweep.skip_invalid") else ("COMPLETED",)
+        failed = [r for r in records if r["status"] not in tolerated]
         if failed:
             lines = [
                 f"  #{r['job_num']} job {r['job_id']} {r['status']} ({' '.join(r['overrides'])}): {r['reason']}"
                 for r in failed
             ]
             raise SweepFailedError(
-                f"{len(failed)} of {len(records)} sweep member(s) failed (see {sweep_dir / STATUS_FILE}):\n"
-                + "\n".join(lines)
+                f"{len(failed)} of {len(records) + len(skipped)} sweep member(s) failed "
+                f"(see {sweep_dir / STATUS_FILE}):\n" + "\n".join(lines)
             )
-        log.info(f"All {len(records)} sweep member(s) completed")
+        invalid = len(skipped) + sum(r["status"] == "INVALID" for r in records)
+        log.info(f"{len(records) + len(skipped) - invalid} sweep member(s) completed, {invalid} skipped as invalid")
         return returns
 
     def _final_states(self, jobs: Sequence[Any]) -> list[str]:
@@ -158,6 +183,26 @@ class CollectAllMixin:
         if self._EXECUTOR == "slurm":
             type(jobs[0]).watcher.update()  # one sacct call for all jobs
         return [str(job.state) for job in jobs]
+
+
+def _invalid_record(num: int, overrides: Sequence[str], reason: str, run_dir: str) -> dict[str, Any]:
+    """The sweep_status.json entry of a member skipped as invalid before submission."""
+    return {
+        "job_num": num,
+        "job_id": None,
+        "overrides": list(overrides),
+        "scheduler_state": None,
+        "status": "INVALID",
+        "reason": reason,
+        "run_dir": run_dir,
+    }
+
+
+def _summary_reason(run_dir: str | None) -> str:
+    try:
+        return str(json.loads((Path(str(run_dir)) / SUMMARY_FILE).read_text())["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"refused while building; see {run_dir}"
 
 
 def _merge_status(path: Path, records: list[dict[str, Any]]) -> None:

@@ -11,11 +11,18 @@ it composes and checks every member the basic sweeper will launch, before the sw
 
 What still reaches the task function with an error (a replay buffer larger than the RAM is only known once the env
 is built) exits 2 too; :func:`discard_run_dir` then removes the run dir if it held nothing but Hydra's own files.
+
+Sweeps: a member that is invalid never stops its siblings. Found before launch, the whole sweep is refused (exit 2,
+every bad member listed) unless ``sweep.skip_invalid=true``: then the valid members run and each invalid one is
+recorded (:func:`write_invalid_summary`; the submitit launchers skip it, the basic launcher's task function records
+it instead of running). Found only while building, the member is recorded the same way, its siblings run, and the
+sweep ends with exit 2 (0 with ``sweep.skip_invalid=true``), listing it (:meth:`Preflight.on_multirun_end`).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import sys
@@ -28,12 +35,18 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from repdyn.config import ConfigError, round_budget, validate
+from repdyn.paths import SUMMARY_FILE
 
 EXIT_CONFIG = 2
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # Set by repdyn.train.main: the check that a run dir's checkpoint belongs to this config (lives beside the loop).
 RESUME_CHECK: Callable[[DictConfig, Path], None] | None = None
-_state = {"started": False}
+_state: dict[str, Any] = {
+    "started": False,
+    "members": 0,  # members of the sweep being launched
+    "skipped": {},  # tuple(overrides) -> (run dir, reason): invalid members skipped under sweep.skip_invalid=true
+    "refused": [],  # "#<num> (<overrides>): <reason>" for members refused by their task function (basic launcher)
+}
 
 
 def mark_started() -> None:
@@ -58,6 +71,18 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         mark_started()
         _exit_on_config_error(lambda: check_sweep(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        refused = _state["refused"]
+        if not refused:
+            return
+        listing = "\n  ".join(refused)
+        head = f"{len(refused)} of {_state['members']} sweep member(s) refused while building (summary.json: invalid)"
+        if OmegaConf.select(config, "sweep.skip_invalid", default=False):
+            print(f"repdyn: {head}; skipped (sweep.skip_invalid=true):\n  {listing}", file=sys.stderr)
+            return
+        print(f"repdyn: config error: {head}:\n  {listing}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
 
 
 def _exit_on_config_error(fn: Callable[[], None]) -> None:
@@ -108,7 +133,10 @@ def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
     params = config.hydra.sweeper.get("params")
     params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
     args = [f"{k}={v}" for k, v in params.items()] + overrides_of(config)
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    # The loader resolves group choices in the overrides; outside a Hydra app (reading a sweep's multirun.yaml
+    # afterwards) plain parsing is enough to expand the same sweep.
+    hydra_up = GlobalHydra.instance().is_initialized()
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader() if hydra_up else None)
     return [list(job) for batch in BasicSweeper.split_arguments(parser.parse_overrides(args), None) for job in batch]
 
 
@@ -119,16 +147,20 @@ def check_sweep(config: DictConfig) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     jobs = sweep_jobs(config)
+    _state["skipped"], _state["refused"] = {}, []
     if jobs is None:
         return
+    _state["members"] = len(jobs)
     loader = GlobalHydra.instance().config_loader()
     errors = []  # every bad member, so one refusal says everything to fix
+    uncomposable = False
     for idx, job in enumerate(jobs):
         where = f"sweep member #{idx}: {' '.join(job)}"
         try:
             job_cfg = loader.load_sweep_config(config, job)
         except (HydraException, OmegaConfBaseException) as e:
             errors.append(f"{where}: {str(e).strip()}")
+            uncomposable = True
             continue
         with read_write(job_cfg), open_dict(job_cfg):
             job_cfg.hydra.job.id = idx
@@ -138,10 +170,39 @@ def check_sweep(config: DictConfig) -> None:
             check_job(job_cfg, run_dir)
         except ConfigError as e:
             errors.append(f"{e} ({where})")
+            _state["skipped"][tuple(job)] = (run_dir, str(e))
+    skip = bool(OmegaConf.select(config, "sweep.skip_invalid", default=False))
+    if errors and skip and not uncomposable and len(errors) < len(jobs):
+        print(
+            f"repdyn: skipping {len(errors)} of {len(jobs)} invalid sweep member(s) (sweep.skip_invalid=true; "
+            "each gets a summary.json with status invalid):\n  " + "\n  ".join(errors),
+            file=sys.stderr,
+        )
+        return
+    _state["skipped"] = {}
+    # A member Hydra cannot compose would stop Hydra's own launcher; a sweep of only invalid members has nothing to run.
+    why = " (members that do not compose cannot be skipped)" if skip and uncomposable else ""
     if len(errors) == 1:
-        raise ConfigError(errors[0])
+        raise ConfigError(errors[0] + why)
     if errors:
-        raise ConfigError(f"{len(errors)} of {len(jobs)} sweep members are invalid:\n  " + "\n  ".join(errors))
+        raise ConfigError(f"{len(errors)} of {len(jobs)} sweep members are invalid{why}:\n  " + "\n  ".join(errors))
+
+
+def skipped_member(overrides: Any) -> tuple[Path, str] | None:
+    """(run dir, reason) when this member's overrides were found invalid and ``sweep.skip_invalid=true``."""
+    return _state["skipped"].get(tuple(overrides))
+
+
+def record_refused(job_num: Any, overrides: list[str], reason: str) -> None:
+    """A member's task function refused it: remembered for :meth:`Preflight.on_multirun_end`."""
+    _state["refused"].append(f"#{job_num} ({' '.join(overrides)}): {reason}")
+
+
+def write_invalid_summary(run_dir: Path, overrides: list[str], reason: str) -> None:
+    """The record of a sweep member that never ran: ``summary.json`` with ``status: invalid`` and the reason."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"status": "invalid", "reason": reason, "overrides": list(overrides), "env_steps": 0}
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def holds_only_hydra_files(run_dir: Path, job_name: str) -> bool:

@@ -393,7 +393,7 @@ class Run:
 
 # Keys that may change between a run and its resume: presentation, logging destination and test-only switches.
 # train.overwrite only acts on a run dir without a checkpoint, so it never blocks a resume either.
-_RESUMABLE_PREFIXES = ("train.progress", "train.threads", "train.overwrite", "logger.", "debug.")
+_RESUMABLE_PREFIXES = ("train.progress", "train.threads", "train.overwrite", "logger.", "debug.", "sweep.")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -493,6 +493,10 @@ def _hydra_main(cfg: DictConfig) -> str:
     for handler in logging.getLogger().handlers:  # the job log in the run dir, and the console
         handler.addFilter(ScrubFilter())
     overrides = preflight.overrides_of(cfg)  # as typed: an ${oc.env:...} in them stays unresolved
+    skipped = preflight.skipped_member(overrides) if hc.mode == RunMode.MULTIRUN else None
+    if skipped is not None:  # found invalid before the sweep started, and sweep.skip_invalid=true: record, don't run
+        preflight.write_invalid_summary(run_dir, overrides, skipped[1])
+        return "invalid"
     try:
         validate(cfg, overrides + preflight.overrides_of(cfg, "hydra"))
         note = round_budget(cfg)
@@ -500,6 +504,12 @@ def _hydra_main(cfg: DictConfig) -> str:
             log.warning(note)
         status = run(cfg, run_dir, overrides)  # checks resume compatibility first
     except ConfigError as e:  # the run dir's content, or found while building (a replay buffer larger than the RAM)
+        if hc.mode == RunMode.MULTIRUN:  # a sweep goes on with the next member; its end reports this one
+            log.error("refused: %s", e)
+            if fresh:  # else the dir holds an earlier run's summary.json, which stays
+                preflight.write_invalid_summary(run_dir, overrides, str(e))
+            preflight.record_refused(hc.job.num, overrides, str(e))
+            return "invalid"
         if fresh:
             preflight.discard_run_dir(run_dir)
         _refuse(e, run_dir)

@@ -27,6 +27,7 @@ import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from repdyn.analysis.members import sweep_notes
 from repdyn.logging.history import HistoryError, iter_history
 from repdyn.paths import CONFIG_FILE, HISTORY_FILE, PREVIOUS_PREFIX, SUMMARY_FILE
 
@@ -62,6 +63,7 @@ class RunSet:
     group_by: list[str]
     source: str = "local"
     configs: dict[str, DictConfig] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # about the runs themselves (e.g. sweep members left out)
 
     @property
     def metric_keys(self) -> list[str]:
@@ -363,7 +365,7 @@ def load_runs(
             list(zip(dirs, ids, strict=True)), desc="loading runs", unit="run", disable=not progress, leave=False
         )
     ]
-    return build_runset(
+    runset = build_runset(
         records,
         group_by=group_by,
         metrics=metrics,
@@ -372,3 +374,5 @@ def load_runs(
         feature_width=feature_width,
         source="local",
     )
+    runset.notes = sweep_notes(paths, dirs)  # members that are not among the runs, and why
+    return runset

@@ -148,7 +148,7 @@ def _present(runset: RunSet, key: str) -> tuple[bool, list[str]]:
 def compute_tables(runset: RunSet, opts: ReportOptions) -> AnalysisTables:
     """All statistics of the report (pure given the run set and options)."""
     opts.validate()
-    notes: list[str] = []
+    notes: list[str] = list(runset.notes)
     if opts.curves:
         runset.require_metrics(opts.curves)
 
