@@ -8,6 +8,7 @@ A run resumes by itself when its run dir holds ``checkpoints/last.pt`` (requeue,
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -39,17 +40,35 @@ EXIT_CONFIG = 2
 register_configs()
 
 
+class BatchAborted(Exception):
+    """A stop signal arrived while the loop could abandon the batch under way (see :class:`_StopRequest`)."""
+
+
 class _StopRequest:
-    """Records SIGTERM/SIGUSR2 so the loop can checkpoint at a safe point, then hands over to the previous handler."""
+    """Records SIGTERM/SIGUSR2 so the loop can checkpoint at a safe point, then hands over to the previous handler.
+
+    While ``abortable`` (set by the loop during a batch whose start state it holds), the signal raises
+    :class:`BatchAborted` at once: Slurm follows a requeue's or preemption's SIGTERM with SIGKILL after KillWait
+    (10-30 s), shorter than a long batch, so waiting for the batch end could lose the checkpoint."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.received = 0.0  # time.time() of the signal
+        self.abortable = False
         self.previous: dict[int, Any] = {}
         for s in (signal.SIGTERM, signal.SIGUSR2):
             self.previous[s] = signal.signal(s, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
+        self.signum, self.received = signum, time.time()
+        self.arm(self.abortable)
+
+    def arm(self, abortable: bool) -> None:
+        """Allow (or forbid) abandoning the batch; a signal that came in meanwhile abandons it now."""
+        self.abortable = abortable
+        if abortable and self.signum is not None:
+            self.abortable = False
+            raise BatchAborted
 
     def hand_over(self) -> None:
         prev = self.previous.get(self.signum)
@@ -158,6 +177,7 @@ class Run:
         self.wall_before = 0.0  # wall time of earlier segments of a resumed run
         self.wandb_id: str | None = None
         self.interrupted = False  # stopped at a batch boundary with a checkpoint, to be resumed
+        self.batch_start: dict[str, Any] | None = None  # a copy of the state at the start of the batch under way
 
     # --- build ---------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -239,6 +259,20 @@ class Run:
 
     def save_checkpoint(self, keep: bool) -> None:
         ckpt.save(self.run_dir / CHECKPOINT_DIR, self.state_dict(), keep_step=self.env_steps if keep else None)
+
+    def abandon_batch(self) -> None:
+        """A stop signal abandoned the batch under way: checkpoint the state it started from (a resume redoes the
+        batch exactly) and report the counters of that state."""
+        state = self.batch_start
+        ckpt.save(self.run_dir / CHECKPOINT_DIR, state)
+        c = state["counters"]
+        self.env_steps, self.batches, self.tail, self.last_record = (
+            c["env_steps"],
+            c["batches"],
+            c["tail"],
+            c["last_record"],
+        )
+        self.interrupted = True
 
     # --- logging --------------------------------------------------------------------------------------------
     def open_sinks(self, resumed: bool) -> None:
@@ -322,6 +356,8 @@ class Run:
             cad["capacity"].advance(0)
             self.save_checkpoint(keep=True)
         while self.env_steps < self.total:
+            self.batch_start = copy.deepcopy(self.state_dict()) if self.agent.on_policy else None
+            stop.arm(self.batch_start is not None)  # from here to the record, a stop signal abandons the batch
             batch = next(self.collector_iter)
             self.env_steps += batch.numel()
             self.batches += 1
@@ -352,6 +388,7 @@ class Run:
                 if "update_rank" in due:
                     record.update(update_rank_record(batch, self.agent, mcfg, self.probe_gen))
                 metric_time += time.time() - t0
+                stop.arm(False)  # the record and checkpoint are written whole
                 record.update(self._episode_record())
                 elapsed = time.time() - t_start
                 record["perf/sps"] = (self.env_steps - steps_start) / max(elapsed, 1e-9)
@@ -361,6 +398,7 @@ class Run:
                 for k in due:
                     cad[k].advance(self.env_steps)
                 bar.set_postfix(sps=f"{record['perf/sps']:.0f}", ret=f"{record.get('env/return', float('nan')):.1f}")
+            stop.arm(False)
             bar.update(batch.numel())
             planted_stop = stop_after is not None and self.batches >= stop_after
             if self.checkpoints.due(self.env_steps) or stop.signum is not None or planted_stop:
@@ -446,7 +484,17 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     stop = _StopRequest()
     status, extra = "completed", {}
     try:
-        r.train(stop)
+        try:
+            r.train(stop)
+        except BatchAborted:
+            r.abandon_batch()
+            log.warning(
+                "signal %d: abandoned the batch under way; checkpoint of its start (%d env steps) written %.2f s "
+                "after the signal",
+                stop.signum,
+                r.env_steps,
+                time.time() - stop.received,
+            )
         if r.interrupted:
             status, extra = "interrupted", {"signal": int(stop.signum) if stop.signum is not None else None}
     except Diverged as e:

@@ -44,6 +44,10 @@ class Agent(Protocol):
     """What every agent provides to the loop, the collectors and the representation metrics."""
 
     continuous: bool
+    # True when a batch is optimised as a whole after its collection (PPO: many epochs, seconds to minutes per batch)
+    # and the agent's state is small (no replay): the loop keeps a copy of each batch's start state so that a stop
+    # signal can abandon the batch at once instead of outlasting Slurm's KillWait (repdyn.train.Run.train).
+    on_policy: bool
     networks: Mapping[str, nn.Module]  # by name: actor / critic / trunk / qnet
     optimizers: Mapping[str, torch.optim.Optimizer]
     policy: Any  # the TensorDict exploration policy (train.collector=torchrl)

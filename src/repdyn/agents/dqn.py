@@ -134,6 +134,8 @@ class DQNAgent:
     """ε-greedy DQN with one Q-network ``qnet`` (model contract: MLP or Nature CNN), its target copy ``target_qnet``
     and its own fused Adam."""
 
+    on_policy = False  # a batch is a few env steps with one gradient step each; the replay is too big to copy per batch
+
     def __init__(self, cfg: Any, env: Any) -> None:
         self.cfg, self.acfg = cfg, cfg.agent
         a = self.acfg

@@ -37,6 +37,8 @@ UPDATE_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_t
 class PPOAgent:
     """Separate actor and critic (each its own Adam), TanhNormal or categorical policy (docs/experiments.md)."""
 
+    on_policy = True
+
     def __init__(self, cfg: Any, env: Any) -> None:
         self.cfg, self.acfg = cfg, cfg.agent
         obs_shape = tuple(env.observation_spec["observation"].shape[len(env.batch_size) :])
