@@ -95,6 +95,35 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
     return cfg
 
 
+def _workspace(cfg: DictConfig, runset: Any, opts: Any, out: Path) -> Path | str:
+    """The W&B dashboard mirroring the report: written offline to ``out`` or uploaded (``workspace=upload``)."""
+    from repdyn.analysis import wandb_io
+    from repdyn.analysis.report import RATIO_KEY
+
+    first = next(iter(runset.configs.values()))
+    project = cfg.project or OmegaConf.select(first, "logger.project", default=None) or "repdyn"
+    entity = cfg.entity or OmegaConf.select(first, "logger.entity", default=None) or "YOUR_ENTITY"
+    group = cfg.group or OmegaConf.select(first, "logger.group", default=None)
+    curves = []
+    for p in opts.curve_panels():
+        keys = [k for k in p.keys if runset.has_metric(k).any()]  # only the networks the runs have
+        if keys:
+            curves.append((keys, p.title, p.smooth and opts.smooth is not None))
+    spec = wandb_io.workspace_spec(
+        entity=entity,
+        project=project,
+        group=group,
+        group_by=runset.group_by,
+        curve_panels=curves,
+        scatter_x=[p.key for p in opts.scatter_panels()],
+        ratio_key=RATIO_KEY,
+        final_keys=[p.key for p in opts.final_panels()],
+        rank_keys=[opts.key(m) for m in opts.rank_metrics],
+        name=f"{opts.title} ({group or project})",
+    )
+    return wandb_io.write_workspace(spec, out / "wandb_workspace.json", upload=cfg.workspace == "upload")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Load, compute, draw, write; returns what was written (paths and notes)."""
     from repdyn.analysis import browser, wandb_io
@@ -134,26 +163,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     written: dict[str, Any] = {"html": result.html, "figures": result.figures, "csv": result.csv, "notes": result.notes}
 
     if cfg.workspace != "none":
-        first = next(iter(runset.configs.values()))
-        project = cfg.project or OmegaConf.select(first, "logger.project", default=None) or "repdyn"
-        entity = cfg.entity or OmegaConf.select(first, "logger.entity", default=None) or "YOUR_ENTITY"
-        group = cfg.group or OmegaConf.select(first, "logger.group", default=None)
-        tables_panels = opts.curve_panels()
-        spec = wandb_io.workspace_spec(
-            entity=entity,
-            project=project,
-            group=group,
-            group_by=runset.group_by,
-            curve_panels=[(p.keys, p.title, p.smooth and opts.smooth is not None) for p in tables_panels],
-            scatter_x=[p.key for p in opts.scatter_panels()],
-            ratio_key="trust_region/ratio_below_mean",
-            final_keys=[p.key for p in opts.final_panels()],
-            rank_keys=[opts.key(m) for m in opts.rank_metrics],
-            name=f"{opts.title} ({group or project})",
-        )
-        written["workspace"] = wandb_io.write_workspace(
-            spec, out / "wandb_workspace.json", upload=cfg.workspace == "upload"
-        )
+        written["workspace"] = _workspace(cfg, runset, opts, out)
 
     if cfg.screenshot != "false":
         if browser.find_chromium() is None:

@@ -2,7 +2,8 @@
 self-contained HTML page (figures embedded as base64 PNG, no script, no external resource).
 
 Panels follow Moalla et al. 2024 (arXiv:2405.00662): training curves (Figs. 1-2), trust-region scatter (Fig. 4),
-final-value boxplots (Fig. 6) and rank-metric agreement (App. E.2), with the statistics of
+final-value boxplots (Fig. 6) and rank-metric agreement (App. E.2); a further figure of curves draws every other key
+family the runs log (losses, optimiser, drift, eNTK, update rank, ...), so no logged family goes unseen. Statistics:
 docs/experiments.md#figure-statistics as implemented in :mod:`repdyn.analysis.stats`. Metrics a run set does not log are
 skipped with a note in the report, unless they were requested explicitly (``curves=[...]``), in which case loading fails
 with the list of missing (run, metric) pairs.
@@ -461,6 +462,35 @@ def _curves_caption(name: str, opts: ReportOptions) -> str:
     )
 
 
+FIGURE_HEADINGS = {
+    "curves": "Training curves",
+    "signals": "Further logged signals",
+    "trust_region": "Trust region vs representation",
+    "final": "Final values (interventions)",
+    "rank_agreement": "Rank-metric agreement",
+}
+
+
+def _captions(tables: AnalysisTables, opts: ReportOptions) -> dict[str, str]:
+    """HTML caption of each figure (escaped where it quotes metric names)."""
+    hidden = html.escape(", ".join(k.rsplit("/", 1)[-1] for k in tables.hidden_ranks))
+    n_runs = tables.windows["run"].nunique() if "run" in tables.windows else 0
+    return {
+        "curves": _curves_caption("curves", opts),
+        "signals": _curves_caption("signals", opts),
+        "trust_region": f"Per run, the {opts.n_windows} windows of {opts.window_frac:.0%} training progress with the "
+        f"lowest average ratio below 1−ε; x = the window's average metric (Moalla et al. 2024 Fig. 4). "
+        f"{len(tables.windows)} points from {n_runs} runs.",
+        "final": f"Per run, the average over the last {opts.last_frac:.0%} of training; the excess ratio over the "
+        f"latest {opts.last_frac:.0%} window with ≥ {opts.excess_min_count} non-trivial ratios (Moalla "
+        "et al. 2024 Fig. 6, App. B.3). Boxes: quartiles, whiskers 1.5 IQR; dots: runs.",
+        "rank_agreement": "Correlation / distance between the rank metrics' curves within each run, averaged over "
+        "runs (top, ± std) and worst case (bottom); normalised L2 = √Σ(x−y)² / (√T·D), D = feature width "
+        "(Moalla et al. App. E.2). Runs with a constant curve are excluded from that pair's correlations"
+        + (f"; hidden, constant in every run: {hidden}." if hidden else "."),
+    }
+
+
 def render_html(
     runset: RunSet,
     tables: AnalysisTables,
@@ -483,53 +513,14 @@ def render_html(
             f"<figcaption>{caption} {('(' + links + ')') if links else ''}</figcaption></figure>"
         )
 
-    for name, heading in (("curves", "Training curves"), ("signals", "Further logged signals")):
+    captions = _captions(tables, opts)
+    for name, heading in FIGURE_HEADINGS.items():
         if name in images:
-            sections.append((name, heading, fig_block(name, _curves_caption(name, opts))))
-    if "trust_region" in images:
-        sections.append(
-            (
-                "trust_region",
-                "Trust region vs representation",
-                fig_block(
-                    "trust_region",
-                    f"Per run, the {opts.n_windows} windows of {opts.window_frac:.0%} training progress with the "
-                    f"lowest average ratio below 1−ε; x = the window's average metric (Moalla et al. 2024 Fig. 4). "
-                    f"{len(tables.windows)} points from {tables.windows['run'].nunique()} runs.",
-                ),
-            )
-        )
-    if "final" in images:
-        summary = _group_summary(tables.final, tables.final_panels)
-        sections.append(
-            (
-                "final",
-                "Final values (interventions)",
-                fig_block(
-                    "final",
-                    f"Per run, the average over the last {opts.last_frac:.0%} of training; the excess ratio over the "
-                    f"latest {opts.last_frac:.0%} window with ≥ {opts.excess_min_count} non-trivial ratios (Moalla "
-                    "et al. 2024 Fig. 6, App. B.3). Boxes: quartiles, whiskers 1.5 IQR; dots: runs.",
-                )
-                + "<h3>Per group (mean ± std over runs)</h3>"
-                + _fmt_table(summary),
-            )
-        )
-    if "rank_agreement" in images:
-        hidden = ", ".join(k.rsplit("/", 1)[-1] for k in tables.hidden_ranks)
-        sections.append(
-            (
-                "rank_agreement",
-                "Rank-metric agreement",
-                fig_block(
-                    "rank_agreement",
-                    "Correlation / distance between the rank metrics' curves within each run, averaged over runs (top, "
-                    "± std) and worst case (bottom); normalised L2 = √Σ(x−y)² / (√T·D), D = feature width "
-                    "(Moalla et al. App. E.2). Runs with a constant curve are excluded from that pair's correlations"
-                    + (f"; hidden, constant in every run: {e(hidden)}." if hidden else "."),
-                ),
-            )
-        )
+            extra = ""
+            if name == "final":
+                summary = _group_summary(tables.final, tables.final_panels)
+                extra = "<h3>Per group (mean ± std over runs)</h3>" + _fmt_table(summary)
+            sections.append((name, heading, fig_block(name, captions[name]) + extra))
     runs_tbl = runset.runs[["run", "group", "seed", "status", "last_step", "horizon", "location"]]
     sections.append(("runs", "Runs", _fmt_table(runs_tbl)))
 
