@@ -125,7 +125,7 @@ def curves_figure(
         for i, key in enumerate(keys):
             for group, color in colors.items():
                 _draw_series(ax, key, group, color, _LINESTYLES[i % len(_LINESTYLES)], tables)
-        if len(keys) > 1:
+        if len(keys) > 1 or series_label(keys[0]) in NETWORKS:  # say whose curve it is, even when it is alone
             handles = [
                 Line2D([], [], color="0.3", ls=_LINESTYLES[i % len(_LINESTYLES)], label=series_label(k))
                 for i, k in enumerate(keys)
