@@ -9,8 +9,11 @@ create a Hydra run dir of its own inside the sweep it reads.
 Examples::
 
     python -m repdyn.analyze multirun/2025-01-01/12-00-00 group_by=agent.epochs
-    python -m repdyn.analyze runs/a runs/b out=report/ formats=[png,pdf,svg]
+    python -m repdyn.analyze runs/a runs/b out=report/ formats=[png,pdf,svg] smooth=none
     python -m repdyn.analyze source=wandb entity=me project=repdyn group=phoenix-epochs group_by=agent.epochs
+
+Training curves are smoothed with a centred moving average over ``smooth`` (default 0.02) of each run's budget in env
+steps; ``smooth=none`` draws them raw. Raw points are always drawn faintly under the smoothed lines.
 
 Outputs in ``out``: ``report.html`` (self-contained), ``figures/*.png|pdf``, ``final.csv`` (per-run last-5% values),
 ``curves.csv`` (per-group mean/min/max curves), ``windows.csv`` (trust-region windows), ``table.csv`` (all runs'
@@ -42,6 +45,22 @@ def _as_list(v: Any) -> list[str] | None:
     return [s for s in str(v).split(",") if s]
 
 
+def parse_smooth(value: Any) -> float | None:
+    """``smooth=none`` (also null / false / 0) → None, raw curves; ``smooth=0.05`` → 0.05, a window of 5% of the
+    budget."""
+    from repdyn.analysis.loader import AnalysisError
+
+    if value is None or value is False or str(value).strip().lower() in ("none", "null", "false", "off", "0", "0.0"):
+        return None
+    try:
+        frac = float(value)
+    except (TypeError, ValueError):
+        raise AnalysisError(f"smooth: must be none or a fraction of the budget in (0, 1], got {value!r}") from None
+    if not 0 < frac <= 1:
+        raise AnalysisError(f"smooth: must be none or a fraction of the budget in (0, 1], got {value!r}")
+    return frac
+
+
 def parse_args(argv: Sequence[str]) -> DictConfig:
     """Positional paths and ``key=value`` overrides → the merged config (defaults from ``conf/analyze.yaml``)."""
     from repdyn.analysis.loader import AnalysisError
@@ -64,6 +83,7 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
     for name in ("metrics", "rank_metrics", "formats", "compat_keys", "group_by"):
         cfg[name] = _as_list(cfg[name])
     cfg.screenshot = str(cfg.screenshot).lower()
+    cfg.smooth = parse_smooth(cfg.smooth)
     if cfg.source not in SOURCES:
         raise AnalysisError(f"source: must be one of {SOURCES}, got {cfg.source!r}")
     if cfg.workspace not in WORKSPACE_MODES:
@@ -73,6 +93,35 @@ def parse_args(argv: Sequence[str]) -> DictConfig:
     if cfg.source == "local" and not cfg.paths:
         raise AnalysisError("paths: give a sweep dir or run dirs (python -m repdyn.analyze <dir> ...)")
     return cfg
+
+
+def _workspace(cfg: DictConfig, runset: Any, opts: Any, out: Path) -> Path | str:
+    """The W&B dashboard mirroring the report: written offline to ``out`` or uploaded (``workspace=upload``)."""
+    from repdyn.analysis import wandb_io
+    from repdyn.analysis.report import RATIO_KEY
+
+    first = next(iter(runset.configs.values()))
+    project = cfg.project or OmegaConf.select(first, "logger.project", default=None) or "repdyn"
+    entity = cfg.entity or OmegaConf.select(first, "logger.entity", default=None) or "YOUR_ENTITY"
+    group = cfg.group or OmegaConf.select(first, "logger.group", default=None)
+    curves = []
+    for p in opts.curve_panels():
+        keys = [k for k in p.keys if runset.has_metric(k).any()]  # only the networks the runs have
+        if keys:
+            curves.append((keys, p.title, p.smooth and opts.smooth is not None))
+    spec = wandb_io.workspace_spec(
+        entity=entity,
+        project=project,
+        group=group,
+        group_by=runset.group_by,
+        curve_panels=curves,
+        scatter_x=[p.key for p in opts.scatter_panels()],
+        ratio_key=RATIO_KEY,
+        final_keys=[p.key for p in opts.final_panels()],
+        rank_keys=[opts.key(m) for m in opts.rank_metrics],
+        name=f"{opts.title} ({group or project})",
+    )
+    return wandb_io.write_workspace(spec, out / "wandb_workspace.json", upload=cfg.workspace == "upload")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -85,7 +134,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         curves=cfg.metrics,
         network=cfg.network,
         scope=cfg.scope,
-        ewma_alpha=float(cfg.ewma_alpha),
+        smooth=cfg.smooth,
         per_run=bool(cfg.per_run),
         last_frac=float(cfg.last_frac),
         window_frac=float(cfg.window_frac),
@@ -114,26 +163,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     written: dict[str, Any] = {"html": result.html, "figures": result.figures, "csv": result.csv, "notes": result.notes}
 
     if cfg.workspace != "none":
-        first = next(iter(runset.configs.values()))
-        project = cfg.project or OmegaConf.select(first, "logger.project", default=None) or "repdyn"
-        entity = cfg.entity or OmegaConf.select(first, "logger.entity", default=None) or "YOUR_ENTITY"
-        group = cfg.group or OmegaConf.select(first, "logger.group", default=None)
-        tables_panels = opts.curve_panels()
-        spec = wandb_io.workspace_spec(
-            entity=entity,
-            project=project,
-            group=group,
-            group_by=runset.group_by,
-            curve_panels=[(p.key, p.title, p.smooth) for p in tables_panels],
-            scatter_x=[p.key for p in opts.scatter_panels()],
-            ratio_key="trust_region/ratio_below_mean",
-            final_keys=[p.key for p in opts.final_panels()],
-            rank_keys=[opts.key(m) for m in opts.rank_metrics],
-            name=f"{opts.title} ({group or project})",
-        )
-        written["workspace"] = wandb_io.write_workspace(
-            spec, out / "wandb_workspace.json", upload=cfg.workspace == "upload"
-        )
+        written["workspace"] = _workspace(cfg, runset, opts, out)
 
     if cfg.screenshot != "false":
         if browser.find_chromium() is None:

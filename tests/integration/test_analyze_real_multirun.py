@@ -15,7 +15,7 @@ from PIL import Image
 from repdyn.analysis.browser import find_chromium
 from tests.conftest import run_cli
 
-FIGURES = ("curves", "trust_region", "final", "rank_agreement")
+FIGURES = ("curves", "signals", "trust_region", "final", "rank_agreement")
 
 
 @pytest.fixture(scope="module")

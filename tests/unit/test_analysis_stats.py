@@ -11,22 +11,29 @@ import pytest
 from repdyn.analysis import stats
 
 
-def test_ewma_recursion_by_hand():
-    # s0 = 1; s1 = .05*2 + .95*1 = 1.05; s2 = .05*3 + .95*1.05 = 1.1475
-    np.testing.assert_allclose(stats.ewma([1.0, 2.0, 3.0], 0.05), [1.0, 1.05, 1.1475])
+def test_window_smooth_by_hand():
+    # width 2 = ±1 step: t=0 {0,1}, t=1 {0,1,2}, t=2 {1,2,3}, t=3 {2,3}, t=10 alone; the NaN at t=4 is skipped
+    steps = [3, 0, 10, 1, 4, 2]  # any order: each value keeps its own step
+    vals = [9.0, 0.0, 5.0, 1.0, np.nan, 2.0]
+    out = stats.window_smooth(steps, vals, width=2.0)
+    np.testing.assert_allclose(out[[1, 3, 5, 0, 2]], [0.5, 1.0, 4.0, 5.5, 5.0])
+    assert math.isnan(out[4])
 
 
-def test_ewma_nan_carries_state_and_matches_pandas_adjust_false():
-    out = stats.ewma([np.nan, 2.0, np.nan, 4.0], 0.5)
-    assert math.isnan(out[0])
-    np.testing.assert_allclose(out[1:], [2.0, 2.0, 3.0])
-    x = np.random.default_rng(0).normal(size=50)
-    np.testing.assert_allclose(stats.ewma(x, 0.05), pd.Series(x).ewm(alpha=0.05, adjust=False).mean().to_numpy())
+def test_window_smooth_zero_width_is_raw_and_bad_width_fails():
+    x = np.random.default_rng(0).normal(size=30)
+    np.testing.assert_array_equal(stats.window_smooth(np.arange(30), x, 0.0), x)
+    with pytest.raises(ValueError, match="width"):
+        stats.window_smooth([1.0], [1.0], -1.0)
 
 
-def test_ewma_rejects_bad_alpha():
-    with pytest.raises(ValueError, match="alpha"):
-        stats.ewma([1.0], 0.0)
+def test_window_smooth_does_not_lag_a_linear_trend_inside():
+    # a symmetric window on evenly spaced linear data returns the data; at the last point (half a window) it lags by
+    # slope·width/4 = 1·10/4 (mean of t = 95..100)
+    t = np.arange(101.0)
+    out = stats.window_smooth(t, t, width=10.0)
+    np.testing.assert_allclose(out[5:96], t[5:96])
+    assert out[-1] == pytest.approx(97.5)
 
 
 def _two_run_table():
@@ -41,7 +48,7 @@ def _two_run_table():
 
 
 def test_group_curves_raw_mean_min_max():
-    out = stats.group_curves(_two_run_table(), "m", alpha=None)
+    out = stats.group_curves(_two_run_table(), "m", frac=None)
     g1 = out[out.group == "g1"]
     np.testing.assert_allclose(g1["mean"], [1.0, 11.0, 21.0])
     np.testing.assert_allclose(g1["min"], [0.0, 10.0, 20.0])
@@ -51,20 +58,40 @@ def test_group_curves_raw_mean_min_max():
 
 
 def test_group_curves_smooths_each_run_before_the_band():
-    # alpha .5: run a -> 0, 5, 12.5; run b -> 2, 7, 14.5
-    out = stats.group_curves(_two_run_table(), "m", alpha=0.5)
+    # frac 1 of the last step 3 = width 3 = ±1.5: run a -> 5, 10, 15; run b -> 7, 12, 17
+    out = stats.group_curves(_two_run_table(), "m", frac=1.0)
     g1 = out[out.group == "g1"]
-    np.testing.assert_allclose(g1["mean"], [1.0, 6.0, 13.5])
-    np.testing.assert_allclose(g1["min"], [0.0, 5.0, 12.5])
-    np.testing.assert_allclose(g1["max"], [2.0, 7.0, 14.5])
+    np.testing.assert_allclose(g1["mean"], [6.0, 11.0, 16.0])
+    np.testing.assert_allclose(g1["min"], [5.0, 10.0, 15.0])
+    np.testing.assert_allclose(g1["max"], [7.0, 12.0, 17.0])
+    # a budget of 1.5 steps per run: width 1.5 = ±0.75 holds only the point itself
+    raw = stats.group_curves(_two_run_table(), "m", frac=1.0, horizons={"a": 1.5, "b": 1.5, "c": 1.5})
+    np.testing.assert_allclose(raw[raw.group == "g1"]["mean"], [1.0, 11.0, 21.0])
 
 
 def test_run_curves_are_the_smoothed_runs_under_the_band():
-    # alpha .5: run a -> 0, 5, 12.5; run b -> 2, 7, 14.5; run c constant 5
-    out = stats.run_curves(_two_run_table(), "m", alpha=0.5)
+    out = stats.run_curves(_two_run_table(), "m", frac=1.0)
     by_run = {r: g.sort_values("step")["value"].tolist() for r, g in out.groupby("run")}
-    assert by_run == {"a": [0.0, 5.0, 12.5], "b": [2.0, 7.0, 14.5], "c": [5.0, 5.0, 5.0]}
+    assert by_run == {"a": [5.0, 10.0, 15.0], "b": [7.0, 12.0, 17.0], "c": [5.0, 5.0, 5.0]}
     assert set(out[out.run == "c"]["group"]) == {"g2"}
+
+
+def test_last_values_mean_of_each_runs_last_point():
+    raw = stats.run_curves(_two_run_table(), "m", frac=None)
+    raw = raw[~((raw.run == "b") & (raw.step == 3))]  # run b stopped a step early
+    last = stats.last_values(raw).set_index("group")
+    assert last.loc["g1", "value"] == pytest.approx((20.0 + 12.0) / 2) and last.loc["g1", "step"] == 3
+    assert last.loc["g2", "value"] == 5.0 and last.loc["g2", "n"] == 1
+
+
+def test_constant_metrics_found_with_their_value():
+    runs = {
+        "r1": pd.DataFrame({"x": [1.0, 2.0], "k": [64.0, 64.0], "j": [3.0, 3.0], "half": [1.0, 1.0]}),
+        "r2": pd.DataFrame({"x": [1.0, 1.0], "k": [64.0, np.nan], "j": [4.0, 4.0], "half": [1.0, 2.0]}),
+    }
+    out = stats.constant_metrics(runs, ["x", "k", "j", "half"])
+    assert set(out) == {"k", "j"}  # x and half vary in some run
+    assert out["k"] == 64.0 and math.isnan(out["j"])  # j is constant per run but differs between runs
 
 
 def test_group_curves_missing_column_is_a_clear_error():

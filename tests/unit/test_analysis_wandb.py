@@ -112,5 +112,6 @@ def test_offline_workspace_spec(tmp_path):
     curves = sections[0]["panels"]
     assert len(curves) == 2
     cfgs = [p["config"] for p in curves]
-    assert cfgs[0]["smoothingWeight"] == pytest.approx(0.95) and cfgs[0]["smoothingType"] == "exponential"
+    assert cfgs[0]["smoothingWeight"] == pytest.approx(0.95) and cfgs[0]["smoothingType"] == "exponentialTimeWeighted"
+    assert cfgs[0]["showOriginalAfterSmoothing"] is True  # the raw points stay visible, as in the report
     assert cfgs[1].get("smoothingType") == "none"  # capacity loss is not smoothed

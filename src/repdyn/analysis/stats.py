@@ -5,9 +5,14 @@ Conventions fixed here (the paper leaves them implicit):
 
 * Step axis = environment steps. "Training progress" is ``step / horizon`` where ``horizon`` is the run's budget
   (``train.total_frames``) when known, else its last logged step.
-* EWMA (coefficient α = 0.05): ``s_t = α·x_t + (1−α)·s_{t−1}`` started at the first finite value (``s_0 = x_0``), no
-  bias correction (this is ``pandas.Series.ewm(alpha=α, adjust=False)``); a non-finite ``x_t`` leaves the state
-  unchanged and the output carries it forward; outputs before the first finite value are NaN.
+* Smoothing: a centred moving average over a window measured in env steps, ``width = frac · horizon`` (``frac`` =
+  0.02 by default): ``s_k = mean{x_i : |t_i − t_k| ≤ width/2, x_i finite}``. Near either end the window holds only
+  the logged points on one side, so the start is not pulled towards a zero initial state (no bias to correct) and the
+  curve never extends past the last logged step; at the end it lags a linear trend by slope·width/4. A per-point
+  EWMA (Moalla et al. 2024 §3, α = 0.05) averages over ~1/α = 20 *log points* whatever the horizon: at the default
+  cadence (a record every 0.1% of the budget) that is 2% of training, but over a 20-record run it reaches back to
+  the start and reads far behind the raw value, which a window in env steps does not. A non-finite ``x_k`` has no
+  smoothed value.
 * Seed bands: each run is smoothed first, then mean / min / max over the runs that have a value at that step, so the
   shading shows the spread of the smoothed seed curves (raw min/max would mostly show logging noise).
 * Last-5% averages: mean of the finite values with ``step`` in ``(horizon − 0.05·horizon, horizon]``.
@@ -28,7 +33,6 @@ Conventions fixed here (the paper leaves them implicit):
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,18 +66,32 @@ def _horizon(steps: np.ndarray, horizon: float | None) -> float:
     return float(np.max(steps))
 
 
-def ewma(values: Sequence[float] | np.ndarray | pd.Series, alpha: float = 0.05) -> np.ndarray:
-    """Exponentially weighted moving average ``s_t = α x_t + (1 − α) s_{t−1}``, ``s_0 = x_0`` (see module docstring
-    for NaN handling). Moalla et al. 2024 §3 (curves smoothed with coefficient 0.05)."""
-    if not (0.0 < alpha <= 1.0):
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    x = _as_float_array(values, "values")
+def window_smooth(
+    steps: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, width: float
+) -> np.ndarray:
+    """Centred moving average in step units: ``s_k = mean{x_i : |t_i − t_k| ≤ width/2, x_i finite}`` at every finite
+    ``x_k`` (NaN elsewhere). The window is truncated to the logged points at both ends, so the first and last values
+    average only real points (see module docstring); ``width = 0`` returns the raw values."""
+    if not width >= 0:
+        raise ValueError(f"width must be >= 0 (env steps), got {width}")
+    t, x = _as_float_array(steps, "steps"), _as_float_array(values, "values")
+    if t.shape != x.shape:
+        raise ValueError(f"steps and values must have the same length, got {t.shape} and {x.shape}")
+    ok = np.isfinite(x) & np.isfinite(t)
+    order = np.argsort(t[ok], kind="stable")
+    ft, fx = t[ok][order], x[ok][order]
+    lo = np.searchsorted(ft, ft - width / 2, side="left")
+    hi = np.searchsorted(ft, ft + width / 2, side="right")
     out = np.full_like(x, np.nan)
-    state = np.nan
-    for t, v in enumerate(x):
-        if math.isfinite(v):
-            state = v if math.isnan(state) else alpha * v + (1.0 - alpha) * state
-        out[t] = state
+    if width == 0 or fx.size == 0:
+        out[ok] = x[ok]
+        return out
+    # window sums as differences of a running sum, taken around the mean to keep the cancellation error small
+    centre = float(np.mean(fx))
+    csum = np.concatenate([[0.0], np.cumsum(fx - centre)])
+    smoothed = np.empty_like(fx)
+    smoothed[order] = centre + (csum[hi] - csum[lo]) / (hi - lo)
+    out[ok] = smoothed
     return out
 
 
@@ -96,12 +114,15 @@ def group_curves(
     run_col: str = "run",
     group_col: str = "group",
     step_col: str = "step",
-    alpha: float | None = 0.05,
+    frac: float | None = 0.02,
+    horizons: Mapping[Any, float] | None = None,
 ) -> pd.DataFrame:
-    """Training-curve statistics per group: each run's ``metric`` smoothed with :func:`ewma` (``alpha=None``: raw, as
-    for capacity loss), then :func:`seed_band` over the group's runs. Returns columns group, step, mean, min, max, n."""
+    """Training-curve statistics per group: each run's ``metric`` smoothed with :func:`window_smooth` over
+    ``frac · horizon`` env steps (``frac=None``: raw, as for capacity loss), then :func:`seed_band` over the group's
+    runs. ``horizons`` maps run → budget (default: the run's last logged step). Returns columns group, step, mean,
+    min, max, n."""
     parts = []
-    for group, wide in _smoothed_runs(table, metric, run_col, group_col, step_col, alpha):
+    for group, wide in _smoothed_runs(table, metric, run_col, group_col, step_col, frac, horizons):
         band = seed_band(wide).reset_index().rename(columns={step_col: "step"})
         band.insert(0, "group", group)
         parts.append(band)
@@ -117,12 +138,13 @@ def run_curves(
     run_col: str = "run",
     group_col: str = "group",
     step_col: str = "step",
-    alpha: float | None = 0.05,
+    frac: float | None = 0.02,
+    horizons: Mapping[Any, float] | None = None,
 ) -> pd.DataFrame:
-    """Each run's ``metric`` smoothed as in :func:`group_curves` (the per-seed lines under its band). Returns columns
-    group, run, step, value (logged steps only)."""
+    """Each run's ``metric`` smoothed as in :func:`group_curves` (``frac=None``: the raw points). Returns columns
+    group, run, step, value (logged finite values only)."""
     parts = []
-    for group, wide in _smoothed_runs(table, metric, run_col, group_col, step_col, alpha):
+    for group, wide in _smoothed_runs(table, metric, run_col, group_col, step_col, frac, horizons):
         long = wide.reset_index().melt(id_vars=step_col, var_name="run", value_name="value").dropna(subset=["value"])
         long = long.rename(columns={step_col: "step"})
         long.insert(0, "group", group)
@@ -133,21 +155,42 @@ def run_curves(
 
 
 def _smoothed_runs(
-    table: pd.DataFrame, metric: str, run_col: str, group_col: str, step_col: str, alpha: float | None
+    table: pd.DataFrame,
+    metric: str,
+    run_col: str,
+    group_col: str,
+    step_col: str,
+    frac: float | None,
+    horizons: Mapping[Any, float] | None,
 ) -> list[tuple[Any, pd.DataFrame]]:
-    """Per group: a frame indexed by step with one EWMA-smoothed column per run (NaN where the run did not log)."""
+    """Per group: a frame indexed by step with one smoothed column per run (NaN where the run did not log)."""
     for col in (run_col, group_col, step_col, metric):
         if col not in table.columns:
             raise ValueError(f"table has no column {col!r}; columns: {sorted(map(str, table.columns))}")
+    if frac is not None:
+        _check_frac(frac)
     out = []
     for group, gdf in table.groupby(group_col, sort=True):
-        raw = gdf.pivot_table(index=step_col, columns=run_col, values=metric, aggfunc="last").sort_index()
-        wide = raw
-        if alpha is not None:
-            # smooth each run along its own logged steps; where it did not log, the state carries but no point is shown
-            wide = raw.apply(lambda col: pd.Series(ewma(col.to_numpy(), alpha), index=col.index)).where(raw.notna())
+        wide = gdf.pivot_table(index=step_col, columns=run_col, values=metric, aggfunc="last").sort_index()
+        if frac is not None:
+            steps = wide.index.to_numpy(dtype=float)
+            for run in wide.columns:
+                # each run over its own budget, so runs of one group with different budgets get the same share
+                h = _horizon(steps[wide[run].notna().to_numpy()], (horizons or {}).get(run))
+                wide[run] = window_smooth(steps, wide[run].to_numpy(dtype=float), frac * h if h == h else 0.0)
         out.append((group, wide))
     return out
+
+
+def last_values(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per group, the mean over runs of each run's last logged value, ``v_g = mean_r x_r(T_r)``, and the latest of
+    those steps ``max_r T_r`` (where the annotation goes). ``raw`` has columns group, run, step, value (finite values
+    only, as :func:`run_curves` with ``frac=None`` returns). Returns columns group, step, value, n."""
+    if raw.empty:
+        return pd.DataFrame(columns=["group", "step", "value", "n"])
+    last = raw.sort_values("step", kind="stable").groupby(["group", "run"], sort=False).tail(1)
+    out = last.groupby("group", sort=False).agg(step=("step", "max"), value=("value", "mean"), n=("run", "count"))
+    return out.reset_index()
 
 
 def last_fraction_mean(
@@ -316,6 +359,21 @@ def rank_agreement(
             frames["worst"] = np.nanmax(arr, axis=0) if s == "l2" else np.nanmin(arr, axis=0)
         frames["n"] = np.isfinite(arr).sum(axis=0).astype(float)
         out[s] = {k: pd.DataFrame(v, index=list(metrics), columns=list(metrics)) for k, v in frames.items()}
+    return out
+
+
+def constant_metrics(runs: Mapping[str, pd.DataFrame], metrics: Sequence[str]) -> dict[str, float]:
+    """Metrics whose curve is constant in every run (``max_t x_t = min_t x_t`` over the finite values, or no finite
+    value at all), mapped to that constant (NaN when it differs between runs or was never logged). Their
+    correlations with anything are undefined in every run (a rank correlation needs two distinct values), so an
+    agreement heatmap would show only "n/a" for them."""
+    out = {}
+    for m in metrics:
+        vals = [df[m].to_numpy(dtype=float) if m in df else np.array([]) for df in runs.values()]
+        finite = [v[np.isfinite(v)] for v in vals]
+        if all(f.size == 0 or np.ptp(f) == 0 for f in finite):
+            firsts = {float(f[0]) for f in finite if f.size}
+            out[m] = firsts.pop() if len(firsts) == 1 else float("nan")
     return out
 
 

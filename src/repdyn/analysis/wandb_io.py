@@ -7,7 +7,8 @@ very table the local loader gives. The step axis is the history's ``step`` key w
 
 The dashboard is a ``wandb_workspaces`` Workspace (package ``wandb-workspaces``): sections mirroring the HTML report,
 runs filtered to one W&B group (the sweep) and grouped by the ``group_by`` config keys, mean line with min/max band,
-EWMA-like smoothing (W&B "exponential" smoothing with weight 0.95 ≈ our α = 0.05; W&B debiases the start, we do not).
+W&B's time-weighted exponential smoothing (weight 0.95, debiased, decaying with the x distance between points rather
+than per point, raw points shown; the report's centred window in env steps is the closest local equivalent).
 Offline (the default) the definition is written to JSON (the exact view payload W&B would store, via the package's
 ``_to_model()`` — the only serialiser it has); ``upload=True`` saves it to W&B instead.
 """
@@ -101,7 +102,7 @@ def workspace_spec(
     project: str,
     group: str | None,
     group_by: Sequence[str],
-    curve_panels: Iterable[tuple[str, str, bool]],
+    curve_panels: Iterable[tuple[str | Sequence[str], str, bool]],
     scatter_x: Sequence[str],
     ratio_key: str,
     final_keys: Sequence[str],
@@ -110,21 +111,24 @@ def workspace_spec(
 ) -> Any:
     """A ``wandb_workspaces.workspaces.Workspace`` with the collapse panels.
 
-    ``curve_panels`` are (key, title, smoothed) like the HTML report's training curves; the trust-region section plots
-    ``ratio_key`` against each of ``scatter_x`` (W&B scatter of logged values); the final-values section shows bar
-    charts of ``final_keys`` per group; the rank section overlays ``rank_keys``."""
+    ``curve_panels`` are (key or keys, title, smoothed) like the HTML report's training curves; the trust-region
+    section plots ``ratio_key`` against each of ``scatter_x`` (W&B scatter of logged values); the final-values section
+    shows bar charts of ``final_keys`` per group; the rank section overlays ``rank_keys``."""
     import wandb_workspaces.reports.v2 as wr
     import wandb_workspaces.workspaces as ws
 
-    def line(key: str, title: str, smooth: bool) -> Any:
+    def line(keys: str | Sequence[str], title: str, smooth: bool) -> Any:
         return wr.LinePlot(
             title=title,
             x="Step",
-            y=[key],
+            y=[keys] if isinstance(keys, str) else list(keys),
             groupby_aggfunc="mean",
             groupby_rangefunc="minmax",
-            smoothing_type="exponential" if smooth else "none",
+            # W&B's time-weighted EMA weighs points by their x spacing and is debiased at the start, so like the
+            # report's window it does not lag behind at short horizons; the raw points stay visible under it
+            smoothing_type="exponentialTimeWeighted" if smooth else "none",
             smoothing_factor=0.95 if smooth else 0.0,
+            smoothing_show_original=smooth,
         )
 
     sections = [
