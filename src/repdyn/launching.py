@@ -43,6 +43,8 @@ STATUS_FILE = "sweep_status.json"
 # file in case a network filesystem is slow; for these states the wait is pointless, so it is shortened.
 _NO_RESULT_STATES = ("CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE")
 _POLL_S = 1.0
+_TRANSIENT_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "UNKNOWN")
+_SETTLE_S = 30.0
 
 
 class SweepFailedError(RuntimeError):
@@ -179,10 +181,18 @@ class CollectAllMixin:
         return returns
 
     def _final_states(self, jobs: Sequence[Any]) -> list[str]:
-        """Scheduler states after one fresh query (a job that wrote its result may still show COMPLETING)."""
-        if self._EXECUTOR == "slurm":
-            type(jobs[0]).watcher.update()  # one sacct call for all jobs
-        return [str(job.state) for job in jobs]
+        """Scheduler states once Slurm has settled them: a member counts as done as soon as its result file exists,
+        while sacct still shows RUNNING or COMPLETING for a few seconds, so sacct is asked again (one call for all
+        jobs) until no state is transient, for at most ``_SETTLE_S``."""
+        if self._EXECUTOR != "slurm":
+            return [str(job.state) for job in jobs]
+        deadline = time.monotonic() + _SETTLE_S
+        while True:
+            type(jobs[0]).watcher.update()
+            states = [str(job.state) for job in jobs]
+            if not any(s.split(" ")[0] in _TRANSIENT_STATES for s in states) or time.monotonic() > deadline:
+                return states
+            time.sleep(_POLL_S)
 
 
 def _invalid_record(num: int, overrides: Sequence[str], reason: str, run_dir: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ def test_sweep_runs_as_one_job_array_and_all_members_complete(slurm_cluster: Clu
     array_id = job_ids[0].split("_")[0]
     assert job_ids == [f"{array_id}_0", f"{array_id}_1", f"{array_id}_2"], "the sweep must be one Slurm job array"
     assert [status[i]["status"] for i in range(3)] == ["COMPLETED"] * 3
+    # The scheduler's own final word, not the RUNNING/COMPLETING it shows while a finished job is being cleaned up.
+    assert [status[i]["scheduler_state"] for i in range(3)] == ["COMPLETED"] * 3
     assert slurm_cluster.sacct_states(job_ids) == {j: ["COMPLETED"] for j in job_ids}
     for i, x in enumerate((1, 2, 3)):
         assert status[i]["overrides"] == [f"+x={x}"]
