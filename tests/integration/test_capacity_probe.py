@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from repdyn.capacity import probe_run_dir
+from repdyn.metrics.capacity_probe import probe_run_dir
 from tests.conftest import history, run_cli
 
 
