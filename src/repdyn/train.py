@@ -145,7 +145,7 @@ class Run:
         self.checkpoints = Cadence(
             cfg.train.checkpoint_every, self.total, first=cfg.train.checkpoint_every * self.total
         )
-        self.probe_gen = torch.Generator().manual_seed(cfg.seed + 1)  # NTK / update-rank sample choice
+        self.probe_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the scheduled metrics' sample choices
         self.episodes = {"return": [], "length": [], "return_raw": []}
         self.last_record: dict[str, Any] = {}
         self.tail: dict[str, list[float]] = {}  # values logged in the last 5% of the budget, for the summary

@@ -40,14 +40,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     from repdyn.bench import compose_train
     from repdyn.bench.ppo import build_pieces
     from repdyn.interventions import Hooks
+    from repdyn.metrics import scheduled
     from repdyn.metrics.capacity_probe import CapacityProbe
-    from repdyn.metrics.scheduled import (
-        MetricContext,
-        ntk_record,
-        representation_end,
-        representation_start,
-        update_rank_record,
-    )
 
     cfg = compose_train([f"env={args.env}", "logger=none", "metrics=full"])
     e, m = cfg.env, cfg.metrics
@@ -64,22 +58,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         agent.process_batch(batch)
         agent.update(batch, 0, hooks)
 
-    gen = torch.Generator().manual_seed(0)
-
-    def context() -> MetricContext:
-        return MetricContext(batch, agent, m, gen, 0)
-
     def representation():
-        ctx = context()
-        representation_start(ctx)
-        representation_end(ctx)
+        ctx = scheduled.MetricContext(batch, agent, m, gen, 0)
+        scheduled.representation_start(ctx)
+        scheduled.representation_end(ctx)
 
+    gen = torch.Generator().manual_seed(0)
     t = {"batch": _timed(one_batch, args.repeats), "representation": _timed(representation, args.repeats)}
     with tempfile.TemporaryDirectory() as d:
         probe = CapacityProbe(cfg, d, env)
         t["capacity"] = _timed(lambda: probe.probe(agent, 0), args.repeats)
-    t["ntk"] = _timed(lambda: ntk_record(context()), args.repeats)
-    t["update_rank"] = _timed(lambda: update_rank_record(context()), args.repeats)
+    t["ntk"] = _timed(lambda: scheduled.ntk_record(scheduled.MetricContext(batch, agent, m, gen, 0)), args.repeats)
+    t["update_rank"] = _timed(
+        lambda: scheduled.update_rank_record(scheduled.MetricContext(batch, agent, m, gen, 0)), args.repeats
+    )
     collector.shutdown()
 
     n_batches = args.budget / (e.num_envs * e.frames_per_env)
