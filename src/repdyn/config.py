@@ -277,9 +277,22 @@ def validate(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         OmegaConf.to_object(cfg.metrics)  # MetricsConfig.__post_init__ validates its fields
     except ValueError as e:
         raise ConfigError(str(e).replace(" must", ": must", 1)) from None
+    _check_scheduled_metrics(cfg)
     _check_env(cfg)
     _check_network_memory(cfg)
     validate_interventions(cfg)
+
+
+def _check_scheduled_metrics(cfg: DictConfig) -> None:
+    """``metrics.scheduled`` names registered metrics without a switch of their own: a typo would measure nothing."""
+    from repdyn.metrics.registry import REGISTRY
+
+    names = sorted(n for n, s in REGISTRY.items() if s.switch is None)
+    for name in cfg.metrics.scheduled:
+        spec = REGISTRY.get(name)
+        if spec is not None and spec.switch is not None:
+            raise ConfigError(f"metrics.scheduled.{name}: {name} is switched by {spec.config_key}")
+        _check(spec is not None, f"metrics.scheduled.{name}", f"no such scheduled metric; registered: {names}")
 
 
 def _validate_ppo(cfg: DictConfig) -> None:

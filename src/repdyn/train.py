@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import hydra
 import numpy as np
@@ -32,6 +32,10 @@ from repdyn import checkpoint as ckpt
 from repdyn.collection import collector_state, load_collector_state
 from repdyn.config import ConfigError, register_configs, to_container, validate
 from repdyn.paths import CHECKPOINT_DIR, CONF_DIR, CONFIG_FILE, HISTORY_FILE, REPO_ROOT, SUMMARY_FILE
+
+if TYPE_CHECKING:
+    from repdyn.metrics.registry import ScheduledMetric
+    from repdyn.metrics.scheduled import MetricContext
 
 log = logging.getLogger("repdyn.train")
 EXIT_DIVERGED = 3
@@ -144,32 +148,23 @@ class Run:
     """One training run in ``run_dir``: ``build()``, optionally ``load_state_dict()``, ``open_sinks()``, ``train()``."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+        from repdyn.metrics.registry import active
+
         self.cfg, self.run_dir, self.overrides = cfg, run_dir, overrides
         self.batch_frames = cfg.env.num_envs * cfg.env.frames_per_env
         self.total = cfg.train.total_frames
         self.env_steps, self.batches = 0, 0
-        m = cfg.metrics
         # Each schedule is due at the first batch end at or past each multiple of its fraction of the budget
-        # (the first batch always, except checkpoints), and at the end of training.
-        fractions = {
-            "log": cfg.train.log_every,
-            "representation": m.every,
-            "capacity": m.capacity_every,
-            "ntk": m.ntk_every,
-            "update_rank": m.update_rank_every,
-        }
-        enabled = {
-            "log": True,
-            "representation": m.representation,
-            "capacity": m.capacity,
-            "ntk": m.ntk,
-            "update_rank": m.update_rank,
-        }
-        self.cadences = {k: Cadence(fractions[k], self.total) for k in fractions if enabled[k]}
+        # (the first batch always, except checkpoints), and at the end of training: the log schedule and one per
+        # scheduled metric the config switches on (repdyn.metrics.registry; build() drops those the agent lacks).
+        self.metrics = active(cfg.metrics)
+        self.cadences = {"log": Cadence(cfg.train.log_every, self.total)}
+        self.cadences.update({s.name: Cadence(s.fraction(cfg.metrics), self.total) for s in self.metrics})
+        self.metric_state: dict[str, Any] = {}  # what each metric's setup built, by name
         self.checkpoints = Cadence(
             cfg.train.checkpoint_every, self.total, first=cfg.train.checkpoint_every * self.total
         )
-        self.probe_gen = torch.Generator().manual_seed(cfg.seed + 1)  # NTK / update-rank sample choice
+        self.probe_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the scheduled metrics' sample choices
         self.episodes = {"return": [], "length": [], "return_raw": []}
         self.last_record: dict[str, Any] = {}
         self.tail: dict[str, list[float]] = {}  # values logged in the last 5% of the budget, for the summary
@@ -182,7 +177,6 @@ class Run:
     # --- build ---------------------------------------------------------------------------------------------
     def build(self) -> None:
         from repdyn.agents import build_agent
-        from repdyn.agents.base import CapacityProbed, NTKViews, UpdateRankViews
         from repdyn.collection import make_collector
         from repdyn.envs import make_env
         from repdyn.envs.obs_norm import add_frozen_obs_norm
@@ -199,14 +193,11 @@ class Run:
         self.agent = build_agent(cfg, self.env)
         self.hooks = Hooks.from_config(cfg)
         self.hooks.on_agent_built(self.agent)
-        for name, view in (("capacity", CapacityProbed), ("ntk", NTKViews), ("update_rank", UpdateRankViews)):
-            if name in self.cadences and not isinstance(self.agent, view):
-                log.warning("metrics.%s is on but agent %s does not provide it; skipped", name, cfg.agent.name)
-                del self.cadences[name]
-        if "capacity" in self.cadences:
-            from repdyn.capacity import CapacityProbe
-
-            self.capacity = CapacityProbe(cfg, self.run_dir, self.env)
+        for spec in [s for s in self.metrics if not s.supports(self.agent)]:
+            log.warning("%s is on but agent %s does not provide it; skipped", spec.config_key, cfg.agent.name)
+            self.metrics.remove(spec)
+            del self.cadences[spec.name]
+        self.metric_state = {s.name: s.setup(cfg, self.run_dir, self.env) for s in self.metrics if s.setup}
         self.collector = make_collector(self.env, self.agent, self.batch_frames, cfg.train.collector)
         self.collector_iter = iter(self.collector)
 
@@ -333,15 +324,33 @@ class Run:
             for k, v in record.items():
                 self.tail.setdefault(k, []).append(float(v))
 
+    def _metric_context(self, spec: ScheduledMetric, batch: Any) -> MetricContext:
+        from repdyn.metrics.scheduled import MetricContext
+
+        state = self.metric_state.get(spec.name)
+        return MetricContext(batch, self.agent, self.cfg.metrics, self.probe_gen, self.env_steps, state=state)
+
+    def _record_initial_network(self) -> None:
+        """Metrics with ``at_start`` (the capacity probe) also measure the untrained network: one record at step 0,
+        kept as a checkpoint, before the first batch (point 0 of the capacity probe's 41)."""
+        due = [s for s in self.metrics if s.at_start and self.env_steps == 0 and self.cadences[s.name].next == 0]
+        if not due:
+            return
+        record: dict[str, Any] = {}
+        for spec in due:
+            record.update(spec.record(self._metric_context(spec, None)))
+        self._log(record)
+        for spec in due:
+            self.cadences[spec.name].advance(0)
+        self.save_checkpoint(keep=True)
+
     def wall_time(self) -> float:
         """Seconds spent in this run over all its segments (resumes included)."""
         return self.wall_before + time.time() - self.wall_start
 
     # --- loop -----------------------------------------------------------------------------------------------
     def train(self, stop: _StopRequest) -> None:
-        from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, representation_batch, update_rank_record
-
-        cfg, mcfg, cad = self.cfg, self.cfg.metrics, self.cadences
+        cfg, cad = self.cfg, self.cadences
         stop_after = cfg.debug.stop_after_batches  # read once: an OmegaConf lookup costs ~0.1 ms per batch
         bar = tqdm(
             total=self.total,
@@ -351,10 +360,7 @@ class Run:
             dynamic_ncols=True,
         )
         t_start, steps_start, metric_time = time.time(), self.env_steps, 0.0
-        if "capacity" in cad and self.env_steps == 0 and cad["capacity"].next == 0:
-            self._log(self.capacity.probe(self.agent, 0))  # the initial network: point 0 of the 41
-            cad["capacity"].advance(0)
-            self.save_checkpoint(keep=True)
+        self._record_initial_network()
         while self.env_steps < self.total:
             self.batch_start = copy.deepcopy(self.state_dict()) if self.agent.on_policy else None
             stop.arm(self.batch_start is not None)  # from here to the record, a stop signal abandons the batch
@@ -366,10 +372,10 @@ class Run:
             self.agent.process_batch(batch)
             due = {k for k, c in cad.items() if c.due(self.env_steps)}
             t0 = time.time()
-            if "representation" in due:
-                rep_batch = representation_batch(batch, self.agent, mcfg, self.probe_gen)
-                start, start_outs = batch_metrics(rep_batch, self.agent, mcfg, "start")
-                record.update(start)
+            measured = [(s, self._metric_context(s, batch)) for s in self.metrics if s.name in due]
+            for spec, ctx in measured:
+                if spec.before_update is not None:  # on the same states as its record, before they change
+                    record.update(spec.before_update(ctx))
             metric_time += time.time() - t0
             result = self.agent.update(batch, self.env_steps, self.hooks)
             self.hooks.after_batch_update(self.agent, min(1.0, self.env_steps / self.total))
@@ -377,16 +383,8 @@ class Run:
             if due:
                 t0 = time.time()
                 record.update(result.scalars)
-                if "representation" in due:
-                    end, end_outs = batch_metrics(rep_batch, self.agent, mcfg, "end")
-                    record.update(end)
-                    record.update(drift_metrics(start_outs, end_outs))
-                if "capacity" in due:
-                    record.update(self.capacity.probe(self.agent, self.env_steps))
-                if "ntk" in due:
-                    record.update(ntk_record(batch, self.agent, mcfg, self.probe_gen))
-                if "update_rank" in due:
-                    record.update(update_rank_record(batch, self.agent, mcfg, self.probe_gen))
+                for spec, ctx in measured:
+                    record.update(spec.record(ctx))
                 metric_time += time.time() - t0
                 stop.arm(False)  # the record and checkpoint are written whole
                 record.update(self._episode_record())

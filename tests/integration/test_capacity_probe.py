@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 
-from repdyn.capacity import probe_run_dir
+from repdyn.metrics.capacity_probe import probe_run_dir
 from tests.conftest import history, run_cli
 
 
@@ -51,3 +53,10 @@ def test_offline_probe_reproduces_training_values_and_merges(run_dir):
     merged = {r["step"]: r for r in after}
     assert merged[1024]["loss/policy"] == before[1024]["loss/policy"]  # existing keys kept
     assert merged[1024]["capacity/actor/loss"] == pytest.approx(results[1024]["capacity/actor/loss"])
+
+
+def test_module_entry_point_runs_the_offline_probe(tmp_path):
+    """``python -m repdyn.capacity`` stays the command line of the probe that lives in repdyn.metrics.capacity_probe."""
+    cmd = [sys.executable, "-m", "repdyn.capacity", f"run_dir={tmp_path}"]
+    empty = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 1 and f"repdyn.capacity: {tmp_path} is not a repdyn run dir" in empty.stderr

@@ -218,7 +218,7 @@ def test_metric_views(make_agent):
 
 def test_representation_metrics_run_on_replay_samples_not_the_few_collected_steps(make_agent):
     from repdyn.metrics.representation import representation_metrics
-    from repdyn.monitor import batch_metrics, representation_batch
+    from repdyn.metrics.scheduled import batch_metrics, representation_batch
 
     agent = make_agent()
     mcfg = agent.cfg.metrics

@@ -372,7 +372,7 @@ class DQNAgent:
         r = td["next", "reward"].reshape(-1)
         return self._td_target(r, td["next", "terminated"].reshape(-1), td["next", "observation"])
 
-    # --- metric views (used by repdyn.monitor) ---------------------------------------------------------------
+    # --- metric views (used by repdyn.metrics.scheduled) ----------------------------------------------------
     def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
         """The collector's stored Q-values and representations of ``qnet`` (no recomputation); replay samples do not
         store them (see ``REPLAY_KEYS``), so those get one forward pass under the current (pre-update) network."""

@@ -219,7 +219,7 @@ class PPOAgent:
             norms.append(gn)
         return norms
 
-    # --- metric views (used by repdyn.monitor) ---------------------------------------------------------------
+    # --- metric views (used by repdyn.metrics.scheduled) ----------------------------------------------------
     def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
         """The rollout-time outputs of ``net`` in the layout of its forward pass (no recomputation)."""
         reps = (flat[net, "features"], flat[net, "preact"], flat[net, "preacts_all"])

@@ -39,9 +39,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     from repdyn.bench import compose_train
     from repdyn.bench.ppo import build_pieces
-    from repdyn.capacity import CapacityProbe
     from repdyn.interventions import Hooks
-    from repdyn.monitor import batch_metrics, drift_metrics, ntk_record, update_rank_record
+    from repdyn.metrics import scheduled
+    from repdyn.metrics.capacity_probe import CapacityProbe
 
     cfg = compose_train([f"env={args.env}", "logger=none", "metrics=full"])
     e, m = cfg.env, cfg.metrics
@@ -59,17 +59,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         agent.update(batch, 0, hooks)
 
     def representation():
-        start, s_out = batch_metrics(batch, agent, m, "start")
-        end, e_out = batch_metrics(batch, agent, m, "end")
-        drift_metrics(s_out, e_out)
+        ctx = scheduled.MetricContext(batch, agent, m, gen, 0)
+        scheduled.representation_start(ctx)
+        scheduled.representation_end(ctx)
 
     gen = torch.Generator().manual_seed(0)
     t = {"batch": _timed(one_batch, args.repeats), "representation": _timed(representation, args.repeats)}
     with tempfile.TemporaryDirectory() as d:
         probe = CapacityProbe(cfg, d, env)
         t["capacity"] = _timed(lambda: probe.probe(agent, 0), args.repeats)
-    t["ntk"] = _timed(lambda: ntk_record(batch, agent, m, gen), args.repeats)
-    t["update_rank"] = _timed(lambda: update_rank_record(batch, agent, m, gen), args.repeats)
+    t["ntk"] = _timed(lambda: scheduled.ntk_record(scheduled.MetricContext(batch, agent, m, gen, 0)), args.repeats)
+    t["update_rank"] = _timed(
+        lambda: scheduled.update_rank_record(scheduled.MetricContext(batch, agent, m, gen, 0)), args.repeats
+    )
     collector.shutdown()
 
     n_batches = args.budget / (e.num_envs * e.frames_per_env)

@@ -1,12 +1,13 @@
 """The ``metrics`` config group schema: which metrics run, at which cadence and sample sizes (docs/metrics.md).
 
 Cadences are fractions of the training budget (Moalla et al. 2024 App. B, arXiv:2405.00662: log every 0.1%, capacity
-every 2.5% = 41 points). Options live in ``conf/metrics/{default,full,none}.yaml``.
+every 2.5% = 41 points). Options live in ``conf/metrics/{default,full,none}.yaml``. ``scheduled`` switches on, by
+name, the scheduled metrics that have no field of their own here (:mod:`repdyn.metrics.registry` says why).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["MetricsConfig", "Q_REDUCTIONS"]
 
@@ -33,6 +34,8 @@ class MetricsConfig:
     update_rank_k: int = 256
     update_rank_probe: int = 256
     update_rank_q_reduction: str = "max"
+    # registered scheduled metric → cadence (fraction of the budget); a name's presence switches the metric on
+    scheduled: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -44,6 +47,9 @@ class MetricsConfig:
             v = getattr(self, name)
             if not 0 < v <= 1:
                 raise ValueError(f"metrics.{name} must be a fraction of the budget in (0, 1], got {v!r}")
+        for name, v in self.scheduled.items():
+            if not 0 < v <= 1:
+                raise ValueError(f"metrics.scheduled.{name} must be a fraction of the budget in (0, 1], got {v!r}")
         if not 0 <= self.delta < 1:
             raise ValueError(f"metrics.delta must be in [0, 1), got {self.delta!r}")
         if not self.dormant_tau >= 0:

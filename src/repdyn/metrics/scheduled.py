@@ -1,12 +1,17 @@
-"""Representation metrics of a batch at "start" (stored at rollout), "end" (after the update) and "diff".
+"""Record functions of the scheduled metrics: they pick a run's data, call the pure metric functions, prefix the keys.
 
-"start" reads the features/pre-activations the collector stored (π_old's forward), so it costs no network pass; "end"
-runs one no-grad forward of the same observations through the updated networks. The agent supplies the views
-(``rollout_outputs``, ``metric_kwargs``), so this works for every agent whose networks follow the model contract.
+Each takes one :class:`MetricContext` (what the training loop knows at a batch end) and returns a log record; the
+entries of :data:`repdyn.metrics.registry.REGISTRY` point at them. The representation metrics are measured at "start"
+(before the update, :func:`representation_start`) and "end" (after it, :func:`representation_end`) on the same states,
+plus the drift between the two: "start" reads the features/pre-activations the collector stored (π_old's forward), so
+it costs no network pass; "end" runs one no-grad forward of the same observations through the updated networks. The
+agent supplies the views (``rollout_outputs``, ``metric_kwargs``, ``ntk_views``, ``update_rank_views``), so this works
+for every agent whose networks follow the model contract.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,6 +19,19 @@ from tensordict import TensorDict
 
 from repdyn.metrics.norms import feature_drift, policy_variance, value_stats
 from repdyn.metrics.representation import representation_metrics
+
+
+@dataclass
+class MetricContext:
+    """What a scheduled metric's record function may read at one batch end (or at step 0, before training)."""
+
+    batch: TensorDict | None  # the collected batch after ``agent.process_batch``; None for the step-0 record
+    agent: Any
+    mcfg: Any  # the run's ``metrics`` config section (MetricsConfig fields)
+    generator: torch.Generator  # the run's probe generator: sample choices, saved in the checkpoint
+    env_steps: int
+    state: Any = None  # what the entry's ``setup`` built for this run (the CapacityProbe), else None
+    carry: dict[str, Any] = field(default_factory=dict)  # handed from ``before_update`` to ``record`` (same batch)
 
 
 def _split(preacts_all: torch.Tensor, preact: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -87,6 +105,26 @@ def drift_metrics(start: dict, end: dict) -> dict[str, float]:
     return record
 
 
+def representation_start(ctx: MetricContext) -> dict[str, float]:
+    """``batch_start/*``, before the update: picks the states (:func:`representation_batch`) and keeps them, with the
+    start outputs, in ``ctx.carry`` for :func:`representation_end`."""
+    states = representation_batch(ctx.batch, ctx.agent, ctx.mcfg, ctx.generator)
+    record, outs = batch_metrics(states, ctx.agent, ctx.mcfg, "start")
+    ctx.carry.update(states=states, start=outs)
+    return record
+
+
+def representation_end(ctx: MetricContext) -> dict[str, float]:
+    """``batch_end/*`` on the states :func:`representation_start` measured, and the drift ``batch_diff/*`` between."""
+    record, outs = batch_metrics(ctx.carry["states"], ctx.agent, ctx.mcfg, "end")
+    return {**record, **drift_metrics(ctx.carry["start"], outs)}
+
+
+def capacity_record(ctx: MetricContext) -> dict[str, float]:
+    """``capacity/<net>/loss`` (docs/metrics.md#capacity-loss) from the run's probe, ``ctx.state``."""
+    return ctx.state.probe(ctx.agent, ctx.env_steps)
+
+
 def probe_source(batch: TensorDict, agent: Any, n: int, generator: torch.Generator) -> TensorDict:
     """Transitions the NTK / update-rank probes draw from: the agent's own source when it has one (DQN: ``n``
     replay samples, Jansson 2025 §3.3), else the collected batch, flattened."""
@@ -95,10 +133,12 @@ def probe_source(batch: TensorDict, agent: Any, n: int, generator: torch.Generat
     return batch.reshape(-1)
 
 
-def ntk_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> dict[str, float]:
-    """eNTK trace/entropy (and alignment to the value targets) on ``ntk_samples`` states of the batch (see docs)."""
+def ntk_record(ctx: MetricContext) -> dict[str, float]:
+    """eNTK trace/entropy (and alignment to the value targets) on ``ntk_samples`` states of the batch
+    (docs/metrics.md#empirical-ntk; Jansson 2025 §2.3-2.6)."""
     from repdyn.metrics.ntk import ntk_summary
 
+    batch, agent, mcfg, generator = ctx.batch, ctx.agent, ctx.mcfg, ctx.generator
     flat = probe_source(batch, agent, mcfg.ntk_samples, generator)
     idx = torch.randperm(flat.numel(), generator=generator)[: mcfg.ntk_samples]
     x = flat["observation"][idx]
@@ -110,10 +150,12 @@ def ntk_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Genera
     return record
 
 
-def update_rank_record(batch: TensorDict, agent: Any, mcfg: Any, generator: torch.Generator) -> dict[str, float]:
-    """Update rank (docs/metrics.md#update-rank): k one-step updates from the current parameters and Adam state."""
+def update_rank_record(ctx: MetricContext) -> dict[str, float]:
+    """Update rank (docs/metrics.md#update-rank; Lyle et al. 2022b §5.1): k one-step updates from the current
+    parameters and Adam state."""
     from repdyn.metrics.update_rank import update_rank_metrics
 
+    batch, agent, mcfg, generator = ctx.batch, ctx.agent, ctx.mcfg, ctx.generator
     flat = probe_source(batch, agent, mcfg.update_rank_k + mcfg.update_rank_probe, generator)
     perm = torch.randperm(flat.numel(), generator=generator)
     sample = flat[perm[: mcfg.update_rank_k]]
