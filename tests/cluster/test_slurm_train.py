@@ -126,3 +126,27 @@ def test_time_limit_and_cancelled_training_runs_are_reported_while_sibling_compl
     assert history_len(run_2) >= 1
     for i in (1, 2):
         assert f"#{i} job {status[i]['job_id']} {status[i]['status']} (" in sweep.output, sweep.output
+
+
+def test_invalid_members_are_refused_before_submission_or_skipped(slurm_cluster: Cluster, work_dir: Path) -> None:
+    base = [*TINY_TRAIN, "logger=none", "train.total_frames=512", "agent.epochs=0,1"]
+    refused = start_sweep(slurm_cluster, work_dir / "invalid_refused" / "sweep", base, app=TRAIN_APP)
+    assert refused.wait(timeout=120) == 2, refused.output
+    assert "agent.epochs: must be ≥ 1, got 0 (sweep member #0:" in refused.output
+    assert "Traceback" not in refused.output
+    assert not refused.sweep_dir.exists()  # nothing was submitted
+
+    sweep = start_sweep(
+        slurm_cluster, work_dir / "invalid_skipped" / "sweep", [*base, "sweep.skip_invalid=true"], app=TRAIN_APP
+    )
+    assert sweep.wait(timeout=300) == 0, sweep.output
+    status = sweep.status()
+    assert (status[0]["status"], status[0]["job_id"], status[0]["reason"]) == (
+        "INVALID",
+        None,
+        "agent.epochs: must be ≥ 1, got 0",
+    )
+    assert _summary(Path(status[0]["run_dir"]))["status"] == "invalid"
+    assert (status[1]["status"], status[1]["scheduler_state"]) == ("COMPLETED", "COMPLETED")
+    assert slurm_cluster.sacct_states([status[1]["job_id"]]) == {status[1]["job_id"]: ["COMPLETED"]}
+    assert _summary(Path(status[1]["run_dir"]))["status"] == "completed"
