@@ -8,8 +8,10 @@ cancelled run are reported as failed with their reason, without hanging, while t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import secrets
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,19 @@ def test_invalid_members_are_refused_before_submission_or_skipped(slurm_cluster:
     assert (status[1]["status"], status[1]["scheduler_state"]) == ("COMPLETED", "COMPLETED")
     assert slurm_cluster.sacct_states([status[1]["job_id"]]) == {status[1]["job_id"]: ["COMPLETED"]}
     assert _summary(Path(status[1]["run_dir"]))["status"] == "completed"
+
+
+def test_a_planted_secret_reaches_no_file_of_a_slurm_sweep(slurm_cluster: Cluster, work_dir: Path) -> None:
+    """Item 4 of the Reliability issue on Slurm: WANDB_API_KEY pulled into the config by interpolation is in no file
+    of the sweep dir: run dirs, the offline W&B run, multirun.yaml and submitit's folder (pickles and job logs)."""
+    planted = "plantedsecret" + secrets.token_hex(12)
+    sweep_dir = work_dir / "secret" / "sweep"
+    overrides = [*TINY_TRAIN, "logger=wandb", "logger.mode=offline", "logger.group=g-${oc.env:WANDB_API_KEY}"]
+    cluster = dataclasses.replace(slurm_cluster, env={**slurm_cluster.env, "WANDB_API_KEY": planted})
+    sweep = start_sweep(cluster, sweep_dir, [*overrides, "train.total_frames=512", "seed=0,1"], app=TRAIN_APP)
+    assert sweep.wait(timeout=300) == 0, sweep.output
+    assert planted not in sweep.output
+    assert list(sweep_dir.glob("*/wandb/offline-run-*/*.wandb")), "the offline W&B runs were not written"
+    assert list((sweep_dir / ".submitit").rglob("*.out")), "submitit's job logs were not written"
+    holding = [str(p) for p in sweep_dir.rglob("*") if p.is_file() and planted.encode() in p.read_bytes()]
+    assert holding == []

@@ -5,6 +5,7 @@ of finishing the batch first; the resumed run ends with exactly the uninterrupte
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,10 @@ def test_sigterm_mid_batch_checkpoints_the_batch_start_and_resumes_identically(t
     state = ckpt.load(run_dir / CHECKPOINT_DIR)
     assert state["counters"]["env_steps"] == 256  # the state at the start of the abandoned batch
     assert [r["step"] for r in history(run_dir)] == [256]
+    # The margin that matters: the checkpoint must be on disk well before Slurm's SIGKILL (KillWait = 10 s on the test
+    # cluster, launch/slurm_up.sh), whatever is left of the batch.
+    took = re.search(r"checkpoint of its start \(256 env steps\) written ([0-9.]+) s after the signal", output)
+    assert took is not None and float(took.group(1)) < 10.0, output[-3000:]
 
     assert run_cli(*LONG_BATCHES, f"hydra.run.dir={run_dir}", timeout=300).returncode == 0
     reference = tmp_path / "reference"
