@@ -107,6 +107,22 @@ def _evaluate(net: nn.Module, read: DistParamsFn, obs: Tensor, chunk: int) -> An
         return _cat([_detach(read(net(obs[s : s + chunk]))) for s in range(0, obs.shape[0], chunk)])
 
 
+def _check_fit_args(
+    kind: str, epochs: int, minibatch_size: int, eval_chunk: int, lr: float, max_grad_norm: float | None, obs: Tensor
+) -> None:
+    if kind not in CAPACITY_KINDS:
+        raise ValueError(f"kind={kind!r}; choose one of {list(CAPACITY_KINDS)}")
+    for name, v in (("epochs", epochs), ("minibatch_size", minibatch_size), ("eval_chunk", eval_chunk)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+    if obs.ndim < 2 or obs.shape[0] == 0:
+        raise ValueError(f"obs must be a non-empty batch [n, ...], got shape {tuple(obs.shape)}")
+
+
 def fit_to_target(
     model: nn.Module,
     target: nn.Module,
@@ -135,18 +151,7 @@ def fit_to_target(
 
     Degenerate input: a single or constant observation, zero-weight checkpoints and targets are fine; the final loss
     is evaluated in float64 (finite for any finite outputs); non-finite observations or outputs give NaN."""
-    if kind not in CAPACITY_KINDS:
-        raise ValueError(f"kind={kind!r}; choose one of {list(CAPACITY_KINDS)}")
-    for name, v in (("epochs", epochs), ("minibatch_size", minibatch_size), ("eval_chunk", eval_chunk)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if max_grad_norm is not None and not max_grad_norm > 0:
-        raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-    if obs.ndim < 2 or obs.shape[0] == 0:
-        raise ValueError(f"obs must be a non-empty batch [n, ...], got shape {tuple(obs.shape)}")
-
+    _check_fit_args(kind, epochs, minibatch_size, eval_chunk, lr, max_grad_norm, obs)
     read = dist_params or _default_params(kind)
     targets = _evaluate(target, read, obs, eval_chunk)
     fit = copy.deepcopy(model)

@@ -318,22 +318,37 @@ def ntk_gram(
         n_params = sum(v.numel() for v in diff.values())
         c = _jacobian_chunk(n_params, torch.finfo(dtype).bits // 8, chunk_size, max_chunk_bytes)
         gfn = _per_sample_grad_fn(model, diff, const, output_fn, aux1 is not None)
-        rows = list(_chunks(n1, c))
-        cols = rows if symmetric else list(_chunks(n2, c))
-        for i, si in enumerate(rows):
-            ji = _flat_jacobian(gfn, diff, x1[si], None if aux1 is None else aux1[si])
-            for j, sj in enumerate(cols):
-                if symmetric and j < i:
-                    continue
-                if symmetric and j == i:
-                    K[si, sj] += ji @ ji.T
-                    continue
-                jj = _flat_jacobian(gfn, diff, x2[sj], None if aux2 is None else aux2[sj])
-                block = ji @ jj.T
-                K[si, sj] += block
-                if symmetric:
-                    K[sj, si] += block.T
+        _add_jacobian_blocks(K, gfn, diff, (x1, aux1), (x2, aux2), c, symmetric)
     return K.detach()
+
+
+def _add_jacobian_blocks(
+    K: Tensor,
+    gfn: Callable[..., Any],
+    diff: dict[str, Tensor],
+    side1: tuple[Tensor, Tensor | None],
+    side2: tuple[Tensor, Tensor | None],
+    c: int,
+    symmetric: bool,
+) -> None:
+    """K += J1 J2ᵀ block by block over chunks of ``c`` samples (``side`` = (inputs, aux)); symmetric: the upper block
+    triangle only, mirrored."""
+    (x1, aux1), (x2, aux2) = side1, side2
+    rows = list(_chunks(x1.shape[0], c))
+    cols = rows if symmetric else list(_chunks(x2.shape[0], c))
+    for i, si in enumerate(rows):
+        ji = _flat_jacobian(gfn, diff, x1[si], None if aux1 is None else aux1[si])
+        for j, sj in enumerate(cols):
+            if symmetric and j < i:
+                continue
+            if symmetric and j == i:
+                K[si, sj] += ji @ ji.T
+                continue
+            jj = _flat_jacobian(gfn, diff, x2[sj], None if aux2 is None else aux2[sj])
+            block = ji @ jj.T
+            K[si, sj] += block
+            if symmetric:
+                K[sj, si] += block.T
 
 
 def ntk_diag(

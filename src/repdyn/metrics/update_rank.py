@@ -153,6 +153,31 @@ def _output_fn(output: str | Callable[..., Tensor]) -> tuple[Callable[..., Tenso
     return q_reduction(output.removeprefix("q_")), output == "q_taken"
 
 
+def _batch_size(batch: Any) -> int:
+    """The common leading dim k of the tensors in ``batch`` (a tensor or pytree); ValueError if there is none."""
+    leaves, _ = tree_flatten(batch)
+    if not leaves or not all(isinstance(v, Tensor) for v in leaves):
+        raise ValueError("batch must be a tensor or a pytree of tensors with leading dim k")
+    k = leaves[0].shape[0]
+    if any(v.shape[0] != k for v in leaves) or k == 0:
+        raise ValueError("every tensor in batch needs the same non-zero leading dim k")
+    return k
+
+
+def _split_parameters(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[int, str], dict[str, Tensor], dict[str, Tensor]]:
+    """(id → name, the parameters ``optimizer`` steps, the others), detached: only the stepped ones move."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    stepped = {names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names}
+    if not stepped:
+        raise ValueError("optimizer holds none of model's parameters")
+    all_params = {n: p.detach() for n, p in model.named_parameters()}
+    diff = {n: v for n, v in all_params.items() if n in stepped}
+    const = {n: v for n, v in all_params.items() if n not in stepped}
+    return names, diff, const
+
+
 def update_matrix(
     model: nn.Module,
     loss_fn: LossFn,
@@ -183,20 +208,8 @@ def update_matrix(
         raise ValueError("output='q_taken' needs probe_aux (the probe transitions' actions)")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    leaves, _ = tree_flatten(batch)
-    if not leaves or not all(isinstance(v, Tensor) for v in leaves):
-        raise ValueError("batch must be a tensor or a pytree of tensors with leading dim k")
-    k = leaves[0].shape[0]
-    if any(v.shape[0] != k for v in leaves) or k == 0:
-        raise ValueError("every tensor in batch needs the same non-zero leading dim k")
-
-    names = {id(p): n for n, p in model.named_parameters()}
-    stepped = {names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names}
-    if not stepped:
-        raise ValueError("optimizer holds none of model's parameters")
-    all_params = {n: p.detach() for n, p in model.named_parameters()}
-    diff = {n: v for n, v in all_params.items() if n in stepped}
-    const = {n: v for n, v in all_params.items() if n not in stepped}
+    k = _batch_size(batch)
+    names, diff, const = _split_parameters(model, optimizer)
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 
     def sample_loss(d: dict[str, Tensor], sample: Any) -> Tensor:
