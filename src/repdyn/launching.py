@@ -118,52 +118,15 @@ class CollectAllMixin:
         sweep_dir: Path,
         skipped: list[dict[str, Any]],
     ) -> list[JobReturn]:
-        remaining = set(range(len(jobs)))
-        while remaining:
-            for i in sorted(remaining):
-                if jobs[i].done():
-                    remaining.discard(i)
-                    log.info(f"\t#{job_nums[i]} (job {jobs[i].job_id}) finished")
-            if remaining:
-                time.sleep(_POLL_S)
+        _wait_all(jobs, job_nums)
         states = self._final_states(jobs)
-
         returns: list[JobReturn] = []
         records: list[dict[str, Any]] = []
         for num, job, overrides, state in zip(job_nums, jobs, job_overrides, states, strict=True):
-            record: dict[str, Any] = {
-                "job_num": num,
-                "job_id": job.job_id,
-                "overrides": list(overrides),
-                "scheduler_state": state,
-            }
-            if state.split(" ")[0] in _NO_RESULT_STATES:
-                job._results_timeout_s = 2
-            try:
-                ret: JobReturn = job.results()[0]
-            except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the job died outside Python
-                outcome = state.split(" ")[0] if state.split(" ")[0] in ("CANCELLED", "TIMEOUT") else "FAILED"
-                reason = f"ended in scheduler state {state} without a result; log: {job.paths.stderr}"
-                record.update(status=outcome, reason=reason)
-                log.error(f"\t#{record['job_num']} (job {job.job_id}) {outcome}: {reason}\n{error}")
-            else:
-                returns.append(ret)
-                run_dir = str(ret.hydra_cfg.hydra.runtime.output_dir) if ret.hydra_cfg is not None else None
-                if ret.status == JobStatus.COMPLETED and ret._return_value == "invalid":  # refused on its node
-                    reason = _summary_reason(run_dir)
-                    record.update(status="INVALID", reason=reason, run_dir=run_dir)
-                    log.error(f"\t#{record['job_num']} (job {job.job_id}) INVALID: {reason}")
-                elif ret.status == JobStatus.COMPLETED:
-                    record.update(status="COMPLETED", reason="", run_dir=run_dir)
-                else:  # the task raised inside the job (Hydra's run_job caught it), e.g. submitit's timeout refusal
-                    error = ret._return_value
-                    reason = f"{type(error).__name__}: {_first_line(str(error))}"
-                    # submitit ends a run that hit its limit more than max_num_timeout times with this message.
-                    outcome = "TIMEOUT" if "timed-out" in reason else "FAILED"
-                    record.update(status=outcome, reason=reason, run_dir=run_dir)
-                    log.error(f"\t#{record['job_num']} (job {job.job_id}) {outcome}: {reason}")
+            record, ret = _member_record(num, job, overrides, state)
             records.append(record)
-
+            if ret is not None:
+                returns.append(ret)
         _merge_status(sweep_dir / STATUS_FILE, records + skipped)
         tolerated = ("COMPLETED", "INVALID") if OmegaConf.select(self.config, "sweep.skip_invalid") else ("COMPLETED",)
         failed = [r for r in records if r["status"] not in tolerated]
@@ -193,6 +156,52 @@ class CollectAllMixin:
             if not any(s.split(" ")[0] in _TRANSIENT_STATES for s in states) or time.monotonic() > deadline:
                 return states
             time.sleep(_POLL_S)
+
+
+def _wait_all(jobs: Sequence[Any], job_nums: Sequence[int]) -> None:
+    """Block until every job is done (its result file written, or the scheduler ended it)."""
+    remaining = set(range(len(jobs)))
+    while remaining:
+        for i in sorted(remaining):
+            if jobs[i].done():
+                remaining.discard(i)
+                log.info(f"\t#{job_nums[i]} (job {jobs[i].job_id}) finished")
+        if remaining:
+            time.sleep(_POLL_S)
+
+
+def _member_record(num: int, job: Any, overrides: Sequence[str], state: str) -> tuple[dict[str, Any], JobReturn | None]:
+    """The sweep_status.json entry of one submitted member, and its Hydra JobReturn if the job produced one."""
+    record: dict[str, Any] = {
+        "job_num": num,
+        "job_id": job.job_id,
+        "overrides": list(overrides),
+        "scheduler_state": state,
+    }
+    if state.split(" ")[0] in _NO_RESULT_STATES:
+        job._results_timeout_s = 2
+    try:
+        ret: JobReturn = job.results()[0]
+    except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the job died outside Python
+        outcome = state.split(" ")[0] if state.split(" ")[0] in ("CANCELLED", "TIMEOUT") else "FAILED"
+        reason = f"ended in scheduler state {state} without a result; log: {job.paths.stderr}"
+        record.update(status=outcome, reason=reason)
+        log.error(f"\t#{num} (job {job.job_id}) {outcome}: {reason}\n{error}")
+        return record, None
+    run_dir = str(ret.hydra_cfg.hydra.runtime.output_dir) if ret.hydra_cfg is not None else None
+    if ret.status == JobStatus.COMPLETED and ret._return_value == "invalid":  # refused on its node
+        record.update(status="INVALID", reason=_summary_reason(run_dir), run_dir=run_dir)
+    elif ret.status == JobStatus.COMPLETED:
+        record.update(status="COMPLETED", reason="", run_dir=run_dir)
+    else:  # the task raised inside the job (Hydra's run_job caught it), e.g. submitit's timeout refusal
+        error = ret._return_value
+        reason = f"{type(error).__name__}: {_first_line(str(error))}"
+        # submitit ends a run that hit its limit more than max_num_timeout times with this message.
+        outcome = "TIMEOUT" if "timed-out" in reason else "FAILED"
+        record.update(status=outcome, reason=reason, run_dir=run_dir)
+    if record["status"] != "COMPLETED":
+        log.error(f"\t#{num} (job {job.job_id}) {record['status']}: {record['reason']}")
+    return record, ret
 
 
 def _invalid_record(num: int, overrides: Sequence[str], reason: str, run_dir: str) -> dict[str, Any]:
