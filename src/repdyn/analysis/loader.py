@@ -261,23 +261,48 @@ def build_runset(
     source: str = "local",
 ) -> RunSet:
     """Join run records into a :class:`RunSet`, checking compatibility and requested metrics first."""
-    records = [r for r in records]
+    records = _non_empty(records)
+    if isinstance(group_by, str):
+        group_by = [k for k in group_by.split(",") if k]
+    keys = list(group_by) if group_by else infer_group_by(records)
+    _check_compatible(records, [k for k in compat_keys if k not in keys])  # grouping by a key compares on purpose
+
+    rows, frames = [], []
+    for r in records:
+        row = _run_row(r, keys, horizon_key, feature_width)
+        rows.append(row)
+        f = r.history.copy()
+        f.insert(0, "group", row["group"])
+        f.insert(0, "run", r.run_id)
+        frames.append(f)
+    runs = pd.DataFrame(rows).set_index("run", drop=False)
+    order = {s: i for i, s in enumerate(sorted(set(runs["_sort"])))}
+    runs["group_order"] = runs["_sort"].map(order)
+    runs = runs.drop(columns="_sort").rename_axis(None)
+    history = pd.concat(frames, ignore_index=True, sort=False)
+    rs = RunSet(history=history, runs=runs, group_by=keys, source=source, configs={r.run_id: r.config for r in records})
+    if metrics:
+        rs.require_metrics(metrics)
+    return rs
+
+
+def _non_empty(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """The records with a history (a warning names the others); AnalysisError if none has one or ids repeat."""
+    records = list(records)
     empty = [r.run_id for r in records if r.history.empty or len(r.history.columns) <= 1]
     if empty and len(empty) == len(records):
         raise AnalysisError(f"paths: every run has an empty history ({empty[:5]}...): nothing to analyse")
     if empty:
-        warnings.warn(f"skipping {len(empty)} run(s) with an empty history: {empty[:5]}", stacklevel=2)
+        warnings.warn(f"skipping {len(empty)} run(s) with an empty history: {empty[:5]}", stacklevel=3)
         records = [r for r in records if r.run_id not in empty]
     if len({r.run_id for r in records}) != len(records):
         raise AnalysisError("run ids are not unique; pass run dirs with distinct names")
+    return records
 
-    if isinstance(group_by, str):
-        group_by = [k for k in group_by.split(",") if k]
-    keys = list(group_by) if group_by else infer_group_by(records)
 
-    for key in compat_keys:
-        if key in keys:
-            continue  # grouping by it is an explicit request to compare
+def _check_compatible(records: Sequence[RunRecord], keys: Sequence[str]) -> None:
+    """AnalysisError when the runs hold more than one value of any of ``keys`` (e.g. different envs)."""
+    for key in keys:
         vals: dict[str, list[str]] = {}
         for r in records:
             v = _select(r.config, key, r.overrides)
@@ -290,48 +315,34 @@ def build_runset(
                 "to compare them on purpose"
             )
 
-    rows, frames = [], []
-    for r in records:
-        gvals = []
-        for key in keys:
-            v = _select(r.config, key, r.overrides)
-            if v is _MISSING:
-                raise AnalysisError(
-                    f"group_by: run {r.run_id!r} has no config key {key!r} "
-                    f"(top-level keys: {sorted(map(str, r.config.keys()))})"
-                )
-            gvals.append(v)
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, gvals, strict=True)) if keys else "all"
-        seed = _select(r.config, "seed", r.overrides)
-        horizon = _select(r.config, horizon_key, r.overrides)
-        last_step = float(r.history["step"].max())
-        rows.append(
-            {
-                "run": r.run_id,
-                "group": label,
-                "_sort": tuple(_natural_value(v) for v in gvals),
-                "seed": None if seed is _MISSING else seed,
-                "horizon": float(horizon) if horizon not in (_MISSING, None) else last_step,
-                "last_step": last_step,
-                "width": float(feature_width) if feature_width else _feature_width(r.config),
-                "status": r.summary.get("status", "unknown"),
-                "location": r.location,
-                **{f"cfg:{k}": v for k, v in zip(keys, gvals, strict=True)},
-            }
-        )
-        f = r.history.copy()
-        f.insert(0, "group", label)
-        f.insert(0, "run", r.run_id)
-        frames.append(f)
-    runs = pd.DataFrame(rows).set_index("run", drop=False)
-    order = {s: i for i, s in enumerate(sorted(set(runs["_sort"])))}
-    runs["group_order"] = runs["_sort"].map(order)
-    runs = runs.drop(columns="_sort").rename_axis(None)
-    history = pd.concat(frames, ignore_index=True, sort=False)
-    rs = RunSet(history=history, runs=runs, group_by=keys, source=source, configs={r.run_id: r.config for r in records})
-    if metrics:
-        rs.require_metrics(metrics)
-    return rs
+
+def _run_row(r: RunRecord, keys: Sequence[str], horizon_key: str, feature_width: float | None) -> dict[str, Any]:
+    """One row of ``RunSet.runs``: group label and values, seed, horizon, status, location."""
+    gvals = []
+    for key in keys:
+        v = _select(r.config, key, r.overrides)
+        if v is _MISSING:
+            raise AnalysisError(
+                f"group_by: run {r.run_id!r} has no config key {key!r} "
+                f"(top-level keys: {sorted(map(str, r.config.keys()))})"
+            )
+        gvals.append(v)
+    label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, gvals, strict=True)) if keys else "all"
+    seed = _select(r.config, "seed", r.overrides)
+    horizon = _select(r.config, horizon_key, r.overrides)
+    last_step = float(r.history["step"].max())
+    return {
+        "run": r.run_id,
+        "group": label,
+        "_sort": tuple(_natural_value(v) for v in gvals),
+        "seed": None if seed is _MISSING else seed,
+        "horizon": float(horizon) if horizon not in (_MISSING, None) else last_step,
+        "last_step": last_step,
+        "width": float(feature_width) if feature_width else _feature_width(r.config),
+        "status": r.summary.get("status", "unknown"),
+        "location": r.location,
+        **{f"cfg:{k}": v for k, v in zip(keys, gvals, strict=True)},
+    }
 
 
 def _run_ids(dirs: Sequence[Path]) -> list[str]:
