@@ -12,7 +12,6 @@ import copy
 import logging
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from repdyn import checkpoint as ckpt
 from repdyn.collection import collector_state, load_collector_state
 from repdyn.config import ConfigError, register_configs, to_container, validate
 from repdyn.paths import CHECKPOINT_DIR, CONF_DIR, CONFIG_FILE, HISTORY_FILE, REPO_ROOT, SUMMARY_FILE
+from repdyn.schedule import Schedule
+from repdyn.stop_signal import BatchAborted, StopRequest
 
 if TYPE_CHECKING:
     from repdyn.metrics.registry import ScheduledMetric
@@ -42,52 +43,6 @@ EXIT_DIVERGED = 3
 EXIT_CONFIG = 2
 
 register_configs()
-
-
-class BatchAborted(Exception):
-    """A stop signal arrived while the loop could abandon the batch under way (see :class:`_StopRequest`)."""
-
-
-class _StopRequest:
-    """Records SIGTERM/SIGUSR2 so the loop can checkpoint at a safe point, then hands over to the previous handler.
-
-    While ``abortable`` (set by the loop during a batch whose start state it holds), the signal raises
-    :class:`BatchAborted` at once: Slurm follows a requeue's or preemption's SIGTERM with SIGKILL after KillWait
-    (10-30 s), shorter than a long batch, so waiting for the batch end could lose the checkpoint."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.received = 0.0  # time.time() of the signal
-        self.abortable = False
-        self.previous: dict[int, Any] = {}
-        for s in (signal.SIGTERM, signal.SIGUSR2):
-            self.previous[s] = signal.signal(s, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum, self.received = signum, time.time()
-        self.arm(self.abortable)
-
-    def arm(self, abortable: bool) -> None:
-        """Allow (or forbid) abandoning the batch; a signal that came in meanwhile abandons it now."""
-        self.abortable = abortable
-        if abortable and self.signum is not None:
-            self.abortable = False
-            raise BatchAborted
-
-    def hand_over(self) -> None:
-        prev = self.previous.get(self.signum)
-        if callable(prev):  # e.g. submitit's handler: requeues the job and exits
-            # submitit's handler runs `scontrol requeue`, and Slurm answers a requeue with SIGTERM to every process of
-            # the job, that scontrol call included, which then fails the job ("died with SIGTERM") if the signal wins
-            # the race. An ignored signal stays ignored across fork/exec, so scontrol finishes; the checkpoint is
-            # already written, and Slurm's SIGKILL after KillWait still ends this process if it lingers.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            prev(self.signum, None)
-        sys.exit(128 + int(self.signum))
-
-    def restore(self) -> None:
-        for s, h in self.previous.items():
-            signal.signal(s, h)
 
 
 def _seed_everything(seed: int) -> None:
@@ -129,21 +84,6 @@ def _git_commit() -> str | None:
         return None
 
 
-class Cadence:
-    """A schedule in env steps: due at the first batch end at or past each multiple of ``fraction × total``
-    (starting at ``first``), and at the end of training."""
-
-    def __init__(self, fraction: float, total: int, first: float = 0.0) -> None:
-        self.interval, self.total, self.next = fraction * total, total, first
-
-    def due(self, env_steps: int) -> bool:
-        return env_steps >= self.next or env_steps >= self.total
-
-    def advance(self, env_steps: int) -> None:
-        while self.next <= env_steps:
-            self.next += self.interval
-
-
 class Run:
     """One training run in ``run_dir``: ``build()``, optionally ``load_state_dict()``, ``open_sinks()``, ``train()``."""
 
@@ -158,12 +98,9 @@ class Run:
         # (the first batch always, except checkpoints), and at the end of training: the log schedule and one per
         # scheduled metric the config switches on (repdyn.metrics.registry; build() drops those the agent lacks).
         self.metrics = active(cfg.metrics)
-        self.cadences = {"log": Cadence(cfg.train.log_every, self.total)}
-        self.cadences.update({s.name: Cadence(s.fraction(cfg.metrics), self.total) for s in self.metrics})
+        fractions = {"log": cfg.train.log_every, **{s.name: s.fraction(cfg.metrics) for s in self.metrics}}
+        self.schedule = Schedule(self.total, fractions, cfg.train.checkpoint_every)
         self.metric_state: dict[str, Any] = {}  # what each metric's setup built, by name
-        self.checkpoints = Cadence(
-            cfg.train.checkpoint_every, self.total, first=cfg.train.checkpoint_every * self.total
-        )
         self.probe_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the scheduled metrics' sample choices
         self.episodes = {"return": [], "length": [], "return_raw": []}
         self.last_record: dict[str, Any] = {}
@@ -196,7 +133,7 @@ class Run:
         for spec in [s for s in self.metrics if not s.supports(self.agent)]:
             log.warning("%s is on but agent %s does not provide it; skipped", spec.config_key, cfg.agent.name)
             self.metrics.remove(spec)
-            del self.cadences[spec.name]
+            self.schedule.drop(spec.name)
         self.metric_state = {s.name: s.setup(cfg, self.run_dir, self.env) for s in self.metrics if s.setup}
         self.collector = make_collector(self.env, self.agent, self.batch_frames, cfg.train.collector)
         self.collector_iter = iter(self.collector)
@@ -211,8 +148,7 @@ class Run:
             "counters": {
                 "env_steps": self.env_steps,
                 "batches": self.batches,
-                "cadences": {k: c.next for k, c in self.cadences.items()},
-                "checkpoints": self.checkpoints.next,
+                **self.schedule.state_dict(),
                 "probe_gen": self.probe_gen.get_state(),
                 "episodes": self.episodes,
                 "tail": self.tail,
@@ -233,10 +169,7 @@ class Run:
         self.hooks.load_state_dict(state["interventions"])
         c = state["counters"]
         self.env_steps, self.batches = c["env_steps"], c["batches"]
-        for k, nxt in c["cadences"].items():
-            if k in self.cadences:
-                self.cadences[k].next = nxt
-        self.checkpoints.next = c["checkpoints"]
+        self.schedule.load_state_dict(c)
         self.probe_gen.set_state(c["probe_gen"])
         self.episodes, self.tail, self.last_record = c["episodes"], c["tail"], c["last_record"]
         self.wall_before = c["wall_time"]
@@ -333,15 +266,14 @@ class Run:
     def _record_initial_network(self) -> None:
         """Metrics with ``at_start`` (the capacity probe) also measure the untrained network: one record at step 0,
         kept as a checkpoint, before the first batch (point 0 of the capacity probe's 41)."""
-        due = [s for s in self.metrics if s.at_start and self.env_steps == 0 and self.cadences[s.name].next == 0]
+        due = [s for s in self.metrics if s.at_start and self.schedule.starts_at_zero(s.name, self.env_steps)]
         if not due:
             return
         record: dict[str, Any] = {}
         for spec in due:
             record.update(spec.record(self._metric_context(spec, None)))
         self._log(record)
-        for spec in due:
-            self.cadences[spec.name].advance(0)
+        self.schedule.advance([spec.name for spec in due], 0)
         self.save_checkpoint(keep=True)
 
     def wall_time(self) -> float:
@@ -349,8 +281,8 @@ class Run:
         return self.wall_before + time.time() - self.wall_start
 
     # --- loop -----------------------------------------------------------------------------------------------
-    def train(self, stop: _StopRequest) -> None:
-        cfg, cad = self.cfg, self.cadences
+    def train(self, stop: StopRequest) -> None:
+        cfg = self.cfg
         stop_after = cfg.debug.stop_after_batches  # read once: an OmegaConf lookup costs ~0.1 ms per batch
         bar = tqdm(
             total=self.total,
@@ -370,7 +302,7 @@ class Run:
             self._episode_stats(batch)
             record = self.hooks.on_batch_collected(batch, self.agent)
             self.agent.process_batch(batch)
-            due = {k for k, c in cad.items() if c.due(self.env_steps)}
+            due = self.schedule.due(self.env_steps)
             t0 = time.time()
             measured = [(s, self._metric_context(s, batch)) for s in self.metrics if s.name in due]
             for spec, ctx in measured:
@@ -393,15 +325,14 @@ class Run:
                 record["perf/wall_time"] = self.wall_time()
                 record["perf/metrics_share"] = metric_time / max(elapsed, 1e-9)
                 self._log(record)
-                for k in due:
-                    cad[k].advance(self.env_steps)
+                self.schedule.advance(due, self.env_steps)
                 bar.set_postfix(sps=f"{record['perf/sps']:.0f}", ret=f"{record.get('env/return', float('nan')):.1f}")
             stop.arm(False)
             bar.update(batch.numel())
             planted_stop = stop_after is not None and self.batches >= stop_after
-            if self.checkpoints.due(self.env_steps) or stop.signum is not None or planted_stop:
-                keep = self.checkpoints.due(self.env_steps)
-                self.checkpoints.advance(self.env_steps)
+            if self.schedule.checkpoint_due(self.env_steps) or stop.signum is not None or planted_stop:
+                keep = self.schedule.checkpoint_due(self.env_steps)
+                self.schedule.advance_checkpoints(self.env_steps)
                 self.save_checkpoint(keep=keep)
                 if stop.signum is not None or planted_stop:
                     self.interrupted = True
@@ -479,7 +410,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
         log.info("resumed from %s at %d env steps", run_dir / CHECKPOINT_DIR, r.env_steps)
     r.open_sinks(resumed=state is not None)
     write_json(run_dir / SUMMARY_FILE, r.summary("running"))
-    stop = _StopRequest()
+    stop = StopRequest()
     status, extra = "completed", {}
     try:
         try:
