@@ -12,6 +12,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from repdyn.agents import build_agent
 from repdyn.agents.dqn import DQNAgent, epsilon_at
 from repdyn.envs import make_env
 
@@ -27,7 +28,7 @@ def make_agent(compose):
         env = make_env(cfg.env, cfg.seed)
         envs.append(env)
         torch.manual_seed(0)
-        return DQNAgent(cfg, env)
+        return build_agent(cfg, env)
 
     yield _make
     for e in envs:
@@ -216,13 +217,12 @@ def test_metric_views(make_agent):
     assert model is agent.qnet and output_fn.kind == "max"
 
 
-def test_representation_metrics_run_on_replay_samples_not_the_few_collected_steps(make_agent):
+def test_representation_metrics_run_on_replay_samples_not_the_few_collected_steps(make_agent, compose):
     from repdyn.metrics.representation import representation_metrics
     from repdyn.metrics.scheduled import batch_metrics, representation_batch
 
     agent = make_agent()
-    mcfg = agent.cfg.metrics
-    mcfg.replay_samples = 40
+    mcfg = compose(["env=classic/acrobot", "agent=dqn", "metrics.replay_samples=40"]).metrics
     replay = _transitions(100)
     agent.process_batch(replay)
     collected = _transitions(4, seed=7)  # a DQN batch: a few env steps, rank ≤ 4 whatever the network
@@ -235,7 +235,7 @@ def test_representation_metrics_run_on_replay_samples_not_the_few_collected_step
     with torch.no_grad():
         q, features, preact, preacts_all = agent.qnet(rep["observation"])
     expected = representation_metrics(
-        features, (preacts_all[:, :-64], preact), agent.cfg.model.activation, delta=mcfg.delta, tau=mcfg.dormant_tau,
+        features, (preacts_all[:, :-64], preact), agent.activation, delta=mcfg.delta, tau=mcfg.dormant_tau,
         values=q.max(-1).values,
     )  # fmt: skip
     assert record["batch_start/qnet/feature_rank"] == expected["feature_rank"] > 4

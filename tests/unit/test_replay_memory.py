@@ -54,7 +54,7 @@ def test_memmap_replay_lives_on_disk_and_returns_what_was_stored(make_agent, tmp
 def test_last_frame_replay_rebuilds_every_next_stack_of_a_real_ale_rollout(compose):
     """agent.replay_next_obs=last_frame (dqn_atari's default) on real ALE transitions across episode ends (frame cap
     300 → 100-step episodes): the replay stores one next frame and gives back exactly the collected next stacks."""
-    from repdyn.agents.dqn import DQNAgent
+    from repdyn.agents import build_agent
     from repdyn.envs import make_env
 
     cfg = compose(
@@ -62,7 +62,7 @@ def test_last_frame_replay_rebuilds_every_next_stack_of_a_real_ale_rollout(compo
          "env.atari.max_num_frames_per_episode=300"]
     )  # fmt: skip
     env = make_env(cfg.env, 0)
-    agent = DQNAgent(cfg, env)
+    agent = build_agent(cfg, env)
     assert agent.next_last_frame
     batch = env.rollout(250, break_when_any_done=False)
     assert batch["next", "done"].sum() >= 4

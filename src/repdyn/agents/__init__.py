@@ -13,6 +13,17 @@ from typing import Any
 AGENTS = {"ppo": "repdyn.agents.ppo:PPOAgent", "dqn": "repdyn.agents.dqn:DQNAgent"}
 
 
+def agent_arguments(cfg: Any) -> dict[str, Any]:
+    """The run config's values an agent is built from, beyond its own ``agent`` and ``model`` sections: the one place
+    that maps the root config to an agent's explicit keyword arguments."""
+    if cfg.agent.name == "ppo":
+        return {"batch_size": int(cfg.env.num_envs) * int(cfg.env.frames_per_env)}
+    return {
+        "ntk_q_reduction": cfg.metrics.ntk_q_reduction,
+        "update_rank_q_reduction": cfg.metrics.update_rank_q_reduction,
+    }
+
+
 def build_agent(cfg: Any, env: Any) -> Any:
     """Instantiate the agent named by ``cfg.agent.name`` for ``env``, its networks created on ``cfg.device``."""
     import torch
@@ -20,5 +31,6 @@ def build_agent(cfg: Any, env: Any) -> Any:
     if cfg.agent.name not in AGENTS:
         raise ValueError(f"agent.name: unknown agent {cfg.agent.name!r}; choose one of {sorted(AGENTS)}")
     module, cls = AGENTS[cfg.agent.name].split(":")
+    kwargs = {**agent_arguments(cfg), "nan_at_step": cfg.debug.inject_nan_at_step}
     with torch.device(cfg.device):  # the default device of every tensor the constructor creates
-        return getattr(importlib.import_module(module), cls)(cfg, env)
+        return getattr(importlib.import_module(module), cls)(cfg.agent, cfg.model, env, **kwargs)

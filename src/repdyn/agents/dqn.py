@@ -136,19 +136,32 @@ class DQNAgent:
 
     on_policy = False  # a batch is a few env steps with one gradient step each; the replay is too big to copy per batch
 
-    def __init__(self, cfg: Any, env: Any) -> None:
-        self.cfg, self.acfg = cfg, cfg.agent
+    def __init__(
+        self,
+        acfg: Any,
+        model_cfg: Any,
+        env: Any,
+        *,
+        ntk_q_reduction: str = "max",
+        update_rank_q_reduction: str = "max",
+        nan_at_step: int | None = None,
+    ) -> None:
+        """``acfg``: the ``agent`` section (DQNConfig), ``model_cfg``: the ``model`` section; the Q reductions of the
+        eNTK and update-rank views (``metrics.ntk_q_reduction`` / ``metrics.update_rank_q_reduction``);
+        ``nan_at_step``: test-only, poison the loss once env steps reach it."""
+        self.acfg, self.activation = acfg, model_cfg.activation
+        self.q_reductions = {"ntk": ntk_q_reduction, "update_rank": update_rank_q_reduction}
         a = self.acfg
         self._s = _Settings.of(a)
         spec = env.action_spec
         if spec.domain != "discrete":
-            raise ValueError(f"agent=dqn needs discrete actions; env.id={cfg.env.id} has {spec.domain} actions")
+            raise ValueError(f"agent=dqn needs discrete actions; this env has {spec.domain} actions")
         self.continuous = False
         self.n_actions = int(spec.space.n)
         # Unbatched spec: the exploration module then works for any number of envs (e.g. the capacity-probe rollout).
         self.action_spec = Categorical(self.n_actions, dtype=spec.dtype)
         obs_shape = tuple(env.observation_spec["observation"].shape[len(env.batch_size) :])
-        self.qnet = CriticNet(build_body(cfg.model, obs_shape, self.n_actions, 1.0))
+        self.qnet = CriticNet(build_body(model_cfg, obs_shape, self.n_actions, 1.0))
         qmod = TensorDictModule(self.qnet, in_keys=["observation"], out_keys=["action_value", *rep_keys("qnet")])
         self.actor = TensorDictSequential(
             qmod, QValueModule(action_space="categorical", action_value_key="action_value")
@@ -176,7 +189,7 @@ class DQNAgent:
         self.buffer = self.make_replay(a.buffer_size)
         self.grad_credit = 0.0
         self.grad_steps = 0
-        self.nan_at_step: int | None = cfg.debug.inject_nan_at_step
+        self.nan_at_step = nan_at_step
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
@@ -402,7 +415,7 @@ class DQNAgent:
 
     def ntk_views(self) -> dict[str, tuple[nn.Module, Any]]:
         """The Q-network for the empirical NTK, reduced per sample by ``metrics.ntk_q_reduction`` (max | mean)."""
-        kind = self.cfg.metrics.ntk_q_reduction
+        kind = self.q_reductions["ntk"]
         if kind == "taken":
             raise ValueError("metrics.ntk_q_reduction='taken' is not supported for agent=dqn; use 'max' or 'mean'")
         return {"qnet": (self.qnet, q_reduction(kind))}
@@ -419,7 +432,7 @@ class DQNAgent:
             err = q.gather(-1, sample["action"].reshape(1)).squeeze(-1) - sample["target"]
             return nn.functional.smooth_l1_loss(err, torch.zeros_like(err)) if huber else err.square()
 
-        kind = self.cfg.metrics.update_rank_q_reduction
+        kind = self.q_reductions["update_rank"]
         return {
             "qnet": {
                 "model": self.qnet,

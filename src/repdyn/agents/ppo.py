@@ -39,8 +39,10 @@ class PPOAgent:
 
     on_policy = True
 
-    def __init__(self, cfg: Any, env: Any) -> None:
-        self.cfg, self.acfg = cfg, cfg.agent
+    def __init__(self, acfg: Any, model_cfg: Any, env: Any, *, batch_size: int, nan_at_step: int | None = None) -> None:
+        """``acfg``: the ``agent`` section (PPOConfig), ``model_cfg``: the ``model`` section, ``batch_size``: env steps
+        per collected batch, ``nan_at_step``: test-only, poison the loss once env steps reach it."""
+        self.acfg, self.activation = acfg, model_cfg.activation
         obs_shape = tuple(env.observation_spec["observation"].shape[len(env.batch_size) :])
         spec = env.action_spec
         self.continuous = spec.domain == "continuous"
@@ -51,17 +53,16 @@ class PPOAgent:
         trivial = self.continuous and bool((self.low == -1).all() and (self.high == 1).all())
         self.box = (None, None) if trivial else (self.low, self.high)
         out_dim = 2 * act_dim if self.continuous else act_dim
-        self.actor = ActorNet(build_body(cfg.model, obs_shape, out_dim, 0.01), self.continuous, cfg.model.min_scale)
-        self.critic = CriticNet(build_body(cfg.model, obs_shape, 1, 1.0))
+        self.actor = ActorNet(build_body(model_cfg, obs_shape, out_dim, 0.01), self.continuous, model_cfg.min_scale)
+        self.critic = CriticNet(build_body(model_cfg, obs_shape, 1, 1.0))
         self.policy = build_collector_policy(self.actor, self.critic, spec)
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "actor": self._adam(self.actor.parameters()),
             "critic": self._adam(self.critic.parameters()),
         }
         self.networks: dict[str, nn.Module] = {"actor": self.actor, "critic": self.critic}
-        batch = cfg.env.num_envs * cfg.env.frames_per_env
-        self.minibatches_per_epoch = batch // self.acfg.minibatch_size
-        self.nan_at_step: int | None = cfg.debug.inject_nan_at_step
+        self.minibatches_per_epoch = batch_size // self.acfg.minibatch_size
+        self.nan_at_step = nan_at_step
 
     def _adam(self, params: Any) -> torch.optim.Adam:
         a = self.acfg

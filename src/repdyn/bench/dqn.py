@@ -63,7 +63,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int, des
 
 
 def _acrobot_agent(capacity: int, minibatch: int | None = None):
-    from repdyn.agents.dqn import DQNAgent
+    from repdyn.agents import build_agent
     from repdyn.envs import make_env
 
     cfg = compose_train(
@@ -81,7 +81,7 @@ def _acrobot_agent(capacity: int, minibatch: int | None = None):
     )
     env = make_env(cfg.env, 0)
     torch.manual_seed(0)
-    return cfg, env, DQNAgent(cfg, env)
+    return cfg, env, build_agent(cfg, env)
 
 
 def _random_transitions(n: int, seed: int) -> TensorDict:

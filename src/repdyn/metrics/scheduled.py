@@ -85,7 +85,7 @@ def batch_metrics(batch: TensorDict, agent: Any, mcfg: Any, phase: str) -> tuple
         values = representation_metrics(
             features.flatten(1) if features.ndim > 2 else features,
             _split(preacts_all, preact),
-            agent.cfg.model.activation,
+            agent.activation,
             delta=mcfg.delta,
             tau=mcfg.dormant_tau,
             **kwargs,
