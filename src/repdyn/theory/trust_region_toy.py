@@ -74,6 +74,62 @@ class ToyResult:
     table: pd.DataFrame
 
 
+def _check_toy_args(order: str, epochs: int, clip_eps: float) -> None:
+    if order not in ("xy", "yx"):
+        raise ValueError(f"order must be 'xy' or 'yx', got {order!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not (0 < clip_eps < 1):
+        raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps}")
+
+
+def _linear_head(theta0: torch.Tensor) -> nn.Linear:
+    """The policy head: logits = θ · φ(s) for action a1 (θ1) and a2 (θ2), no bias, float64."""
+    head = nn.Linear(1, 2, bias=False).double()
+    with torch.no_grad():
+        head.weight.copy_(theta0[:, None])
+    return head
+
+
+def _toy_row(
+    head: nn.Linear, phi: torch.Tensor, old_probs: torch.Tensor, step: int, updated: str, grad_zero: bool | None
+) -> dict:
+    """π(a1|x), π(a1|y), their ratios to π_old and θ after ``step`` gradient steps."""
+    with torch.no_grad():
+        p = torch.softmax(head(phi), dim=-1)[:, 0]
+    r = p / old_probs
+    return {
+        "step": step,
+        "updated_state": updated,
+        "grad_zero": grad_zero,
+        "p_a1_x": float(p[0]),
+        "p_a1_y": float(p[1]),
+        "ratio_x": float(r[0]),
+        "ratio_y": float(r[1]),
+        "theta1": float(head.weight.detach()[0, 0]),
+        "theta2": float(head.weight.detach()[1, 0]),
+    }
+
+
+def _clip_step(
+    head: nn.Linear,
+    opt: torch.optim.Optimizer,
+    phi_s: torch.Tensor,
+    old_log_prob_s: torch.Tensor,
+    adv: torch.Tensor,
+    clip_eps: float,
+) -> bool:
+    """One SGD step on −PPO-Clip for a single state; returns whether the clip zeroed the gradient."""
+    log_prob = torch.log_softmax(head(phi_s), dim=-1)[:, 0]
+    objective, _ = ppo_clip_objective(log_prob, old_log_prob_s, adv.expand(1), clip_eps)
+    loss = -objective.mean()
+    opt.zero_grad()
+    loss.backward()
+    grad_zero = bool(head.weight.grad.abs().max() == 0)
+    opt.step()
+    return grad_zero
+
+
 def simulate(
     alpha: float,
     phi_x: float,
@@ -89,60 +145,29 @@ def simulate(
 
     Every gradient step goes through ``nn.Linear`` + ``torch.optim.SGD`` and the shared PPO loss, as in the agent.
     """
-    if order not in ("xy", "yx"):
-        raise ValueError(f"order must be 'xy' or 'yx', got {order!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if not (0 < clip_eps < 1):
-        raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps}")
+    _check_toy_args(order, epochs, clip_eps)
     theta0 = torch.as_tensor(theta0, dtype=torch.float64).reshape(2)
-    head = nn.Linear(1, 2, bias=False).double()
-    with torch.no_grad():
-        head.weight.copy_(theta0[:, None])
+    head = _linear_head(theta0)
     opt = torch.optim.SGD(head.parameters(), lr=lr)
     phi = torch.tensor([[phi_x], [alpha * phi_x]], dtype=torch.float64)  # rows: x, y
     with torch.no_grad():
         old_log_prob = torch.log_softmax(head(phi), dim=-1)[:, 0]  # log π_old(a1|s), frozen for the whole phase
     old_probs = old_log_prob.exp()
     adv = torch.tensor(advantage, dtype=torch.float64)
-
-    def record(step: int, updated: str, clipped: bool | None) -> dict:
-        with torch.no_grad():
-            p = torch.softmax(head(phi), dim=-1)[:, 0]
-        r = p / old_probs
-        return {
-            "step": step,
-            "updated_state": updated,
-            "grad_zero": clipped,
-            "p_a1_x": float(p[0]),
-            "p_a1_y": float(p[1]),
-            "ratio_x": float(r[0]),
-            "ratio_y": float(r[1]),
-            "theta1": float(head.weight.detach()[0, 0]),
-            "theta2": float(head.weight.detach()[1, 0]),
-        }
-
-    rows = [record(0, "-", None)]
+    rows = [_toy_row(head, phi, old_probs, 0, "-", None)]
     idx = {"x": 0, "y": 1}
     step = 0
     for _ in range(epochs):
         for s in order:
             i = idx[s]
-            log_prob = torch.log_softmax(head(phi[i : i + 1]), dim=-1)[:, 0]
-            objective, _ = ppo_clip_objective(log_prob, old_log_prob[i : i + 1], adv.expand(1), clip_eps)
-            loss = -objective.mean()
-            opt.zero_grad()
-            loss.backward()
-            grad_zero = bool(head.weight.grad.abs().max() == 0)
-            opt.step()
+            grad_zero = _clip_step(head, opt, phi[i : i + 1], old_log_prob[i : i + 1], adv, clip_eps)
             step += 1
-            rows.append(record(step, s, grad_zero))
+            rows.append(_toy_row(head, phi, old_probs, step, s, grad_zero))
     table = pd.DataFrame(rows)
     table.insert(0, "alpha", alpha)
-    table["clip_low_x"] = float(old_probs[0]) * (1 - clip_eps)
-    table["clip_high_x"] = float(old_probs[0]) * (1 + clip_eps)
-    table["clip_low_y"] = float(old_probs[1]) * (1 - clip_eps)
-    table["clip_high_y"] = float(old_probs[1]) * (1 + clip_eps)
+    for j, state in enumerate(("x", "y")):  # the clip range of π(a1|s): π_old(a1|s) · (1 ± ε)
+        table[f"clip_low_{state}"] = float(old_probs[j]) * (1 - clip_eps)
+        table[f"clip_high_{state}"] = float(old_probs[j]) * (1 + clip_eps)
     return ToyResult(alpha=alpha, phi_x=phi_x, theta0=theta0, old_probs=old_probs, table=table)
 
 
