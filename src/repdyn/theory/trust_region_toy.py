@@ -9,9 +9,9 @@ optimised with SGD (lr 1.5), minibatch 1, 10 epochs, so 20 gradient steps altern
 the clip limit π_old(1 + ε) ("overshoot"), with α = −1 a step on each state pushes the other one down, below its
 initial value ("interfere").
 
-The loss is the agent's own :func:`repdyn.agents.losses.ppo_clip_objective`. :func:`closed_form_step` is the update
-of App. C (θ1 += δ_s, θ2 −= δ_s with δ_s = η A/π_old(a1|s) · φ(s) π(a1|s) π(a2|s), zero once the ratio left the clip
-range in the advantage's direction), used to check the autograd path.
+The loss is the agent's own :func:`repdyn.agents.losses.ppo_clip_objective`. The tests check this autograd path
+against the closed-form update of App. C (θ1 += δ_s, θ2 −= δ_s with δ_s = η A/π_old(a1|s) · φ(s) π(a1|s) π(a2|s),
+zero once the ratio left the clip range in the advantage's direction).
 
 Run: ``python -m repdyn.theory.trust_region_toy`` (Hydra; config ``conf/theory/trust_region_toy.yaml``). Writes
 ``trust_region_toy.csv/.md`` (every step), ``trust_region_toy_summary.csv/.md``, ``trust_region_toy_draws.csv/.md``,
@@ -39,28 +39,6 @@ from repdyn.agents.losses import ppo_clip_objective
 from repdyn.logging.history import History
 from repdyn.paths import CONF_DIR, HISTORY_FILE
 from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
-
-
-def action_probs(theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-    """Softmax probabilities π(a_i|s) ∝ exp(θ_i φ(s)) for 1-D features ``phi`` [N] and head ``theta`` [2] → [N, 2]."""
-    return torch.softmax(phi[:, None] * theta[None, :], dim=-1)
-
-
-def closed_form_step(
-    theta: torch.Tensor, phi_s: float, old_prob_a1: float, advantage: float, lr: float, clip_eps: float
-) -> torch.Tensor:
-    """One SGD ascent step of PPO-Clip on the single sample (s, a1), in closed form (Moalla et al. App. C, eqs. 3-4).
-
-    θ1_new = θ1 + δ_s, θ2_new = θ2 − δ_s, δ_s = η · A/π_old(a1|s) · φ(s) · π_θ(a1|s) π_θ(a2|s), where the bracket is
-    ∂π(a1|s)/∂θ1 = −∂π(a1|s)/∂θ2. The clipped surrogate has zero gradient when the ratio r = π_θ(a1|s)/π_old(a1|s)
-    is past the clip limit in the direction the advantage pushes (r > 1 + ε for A > 0, r < 1 − ε for A < 0).
-    """
-    p = action_probs(theta, torch.tensor([phi_s], dtype=theta.dtype))[0]
-    ratio = p[0] / old_prob_a1
-    if (advantage > 0 and ratio > 1 + clip_eps) or (advantage < 0 and ratio < 1 - clip_eps):
-        return theta.clone()
-    delta = lr * advantage / old_prob_a1 * phi_s * p[0] * p[1]
-    return theta + torch.stack([delta, -delta])
 
 
 @dataclass(frozen=True)
