@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 from torchrl.collectors import Collector
 from torchrl.envs.utils import RandomPolicy
 
-from repdyn.envs.atari import make_atari_env, make_atari_env_from_config
+from repdyn.envs.atari import make_atari_env
 from repdyn.paths import CONF_DIR
+from tests.atari_envs import make_atari_env_from_config
 
 STEPS_PER_BATCH, BATCHES = 128, 3
 

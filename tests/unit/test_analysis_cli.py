@@ -9,7 +9,7 @@ import pytest
 from repdyn import analyze
 from repdyn.analysis.browser import find_chromium
 from repdyn.analysis.loader import AnalysisError
-from repdyn.analysis.synthetic import write_synthetic_sweep
+from tests.synthetic_runs import write_synthetic_sweep
 
 
 def test_parse_args_paths_and_overrides(tmp_path):

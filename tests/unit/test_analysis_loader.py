@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from repdyn.analysis.loader import AnalysisError, find_run_dirs, load_runs
-from repdyn.analysis.synthetic import write_synthetic_sweep
+from tests.synthetic_runs import write_synthetic_sweep
 
 
 @pytest.fixture()

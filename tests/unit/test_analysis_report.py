@@ -1,4 +1,4 @@
-"""Aggregated numbers of the report on a synthetic sweep with known curves (repdyn.analysis.synthetic), and the
+"""Aggregated numbers of the report on a synthetic sweep with known curves (tests/synthetic_runs.py), and the
 files the report writes (PNG decodes, HTML embeds each figure, CSVs hold the same numbers)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from matplotlib import image as mpimg
 
 from repdyn.analysis.loader import load_runs
 from repdyn.analysis.report import ReportOptions, compute_tables, make_report
-from repdyn.analysis.synthetic import write_synthetic_sweep
+from tests.synthetic_runs import write_synthetic_sweep
 
 N, H = 1000, 100_000  # log steps, horizon: step = 100·k, u = k / 1000
 U_LAST = np.arange(951, 1001) / N  # the last 5%: steps (95000, 100000]

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from repdyn.analysis.loader import AnalysisError, load_runs, read_run
-from repdyn.analysis.synthetic import write_synthetic_sweep
 from repdyn.analysis.wandb_io import load_wandb_runs, workspace_spec, write_workspace
+from tests.synthetic_runs import write_synthetic_sweep
 
 
 class _FakeRun:

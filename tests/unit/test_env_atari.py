@@ -17,8 +17,9 @@ from ale_py import roms
 from ale_py.vector_env import AtariVectorEnv
 from omegaconf import OmegaConf
 
-from repdyn.envs.atari import ale_vector_env_kwargs, make_atari_env, make_atari_env_from_config, rom_name
+from repdyn.envs.atari import ale_vector_env_kwargs, make_atari_env, rom_name
 from repdyn.paths import CONF_DIR
+from tests.atari_envs import make_atari_env_from_config
 
 GAMES = ["phoenix", "namethisgame", "qbert", "battlezone", "doubledunk", "gravitar"]
 

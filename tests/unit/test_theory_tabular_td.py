@@ -11,7 +11,6 @@ from repdyn.theory.linear_ode import linear_ode_solution
 from repdyn.theory.tabular_td import (
     circle_mdp,
     eigen_coefficients,
-    euler_td,
     kernel_mc_system,
     kernel_rates,
     kernel_td_system,
@@ -20,6 +19,15 @@ from repdyn.theory.tabular_td import (
     td_closed_form,
     value_function,
 )
+
+
+def euler_td(P: torch.Tensor, R: torch.Tensor, gamma: float, v0: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
+    """Explicit Euler of ∂V = −(I − γP)V + R, i.e. expected tabular TD(0) with learning rate ``dt``; returns V after
+    ``n_steps`` steps."""
+    v = v0.clone()
+    for _ in range(n_steps):
+        v = v + dt * (R + gamma * (P @ v) - v)
+    return v
 
 
 def _random_mdp(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

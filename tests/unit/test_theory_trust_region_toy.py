@@ -7,7 +7,29 @@ import math
 import pytest
 import torch
 
-from repdyn.theory.trust_region_toy import action_probs, closed_form_step, simulate, simulate_many
+from repdyn.theory.trust_region_toy import simulate, simulate_many
+
+
+def action_probs(theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities π(a_i|s) ∝ exp(θ_i φ(s)) for 1-D features ``phi`` [N] and head ``theta`` [2] → [N, 2]."""
+    return torch.softmax(phi[:, None] * theta[None, :], dim=-1)
+
+
+def closed_form_step(
+    theta: torch.Tensor, phi_s: float, old_prob_a1: float, advantage: float, lr: float, clip_eps: float
+) -> torch.Tensor:
+    """One SGD ascent step of PPO-Clip on the single sample (s, a1), in closed form (Moalla et al. App. C, eqs. 3-4).
+
+    θ1_new = θ1 + δ_s, θ2_new = θ2 − δ_s, δ_s = η · A/π_old(a1|s) · φ(s) · π_θ(a1|s) π_θ(a2|s), where the bracket is
+    ∂π(a1|s)/∂θ1 = −∂π(a1|s)/∂θ2. The clipped surrogate has zero gradient when the ratio r = π_θ(a1|s)/π_old(a1|s)
+    is past the clip limit in the direction the advantage pushes (r > 1 + ε for A > 0, r < 1 − ε for A < 0).
+    """
+    p = action_probs(theta, torch.tensor([phi_s], dtype=theta.dtype))[0]
+    ratio = p[0] / old_prob_a1
+    if (advantage > 0 and ratio > 1 + clip_eps) or (advantage < 0 and ratio < 1 - clip_eps):
+        return theta.clone()
+    delta = lr * advantage / old_prob_a1 * phi_s * p[0] * p[1]
+    return theta + torch.stack([delta, -delta])
 
 
 def _sigmoid(z: float) -> float:

@@ -136,6 +136,70 @@ def _describe(ev: dict[str, Any]) -> str | None:
     return None
 
 
+def _launch_chromium(exe: str, profile: str, to_chrome_r: int, from_chrome_w: int) -> subprocess.Popen:
+    """Headless Chromium speaking DevTools over a pipe: it reads commands on fd 3 and writes replies on fd 4."""
+
+    def _child_fds() -> None:
+        # Move both ends above 10 first (F_DUPFD), so neither is clobbered when it already sits on 3 or 4 and dup2
+        # always targets a different fd (dup2 onto itself would keep Python's close-on-exec flag and Chromium would
+        # find the pipe closed).
+        r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
+        w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+        os.dup2(r, 3)
+        os.dup2(w, 4)
+
+    args = [exe, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_child_fds,  # only dup/dup2: async-signal-safe enough between fork and exec
+        close_fds=False,
+    )
+
+
+def _open_page(cdp: _PipeCDP, html_path: Path, width: int, height: int, timeout: float) -> str:
+    """Load ``html_path`` in a new ``width`` x ``height`` tab and wait for its load event; returns the session id."""
+    target = cdp.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
+    sid = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    for domain in ("Page", "Runtime", "Log"):
+        cdp.call(f"{domain}.enable", session=sid)
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        session=sid,
+    )
+    cdp.call("Page.navigate", {"url": html_path.as_uri()}, session=sid)
+    cdp.wait_event("Page.loadEventFired", timeout=timeout)
+    return sid
+
+
+def _inspect_page(cdp: _PipeCDP, sid: str, screenshot: str | os.PathLike | None, settle_s: float) -> RenderResult:
+    """Broken images, image count and title of the loaded page, its screenshot, and the console errors so far."""
+    time.sleep(settle_s)  # late console messages (timers) arrive as events before the next reply
+
+    def evaluate(expression: str) -> Any:
+        return cdp.call("Runtime.evaluate", {"expression": expression}, session=sid)["result"]["value"]
+
+    n_broken = evaluate(_BROKEN_IMAGES_JS)
+    n_images = evaluate("document.images.length")
+    title = evaluate("document.title")
+    shot_path = None
+    if screenshot is not None:
+        shot = cdp.call("Page.captureScreenshot", {"format": "png"}, session=sid)
+        shot_path = Path(screenshot)
+        shot_path.parent.mkdir(parents=True, exist_ok=True)
+        shot_path.write_bytes(base64.b64decode(shot["data"]))
+    return RenderResult(
+        screenshot=shot_path,
+        console_errors=[d for d in (_describe(ev) for ev in cdp.events) if d],
+        broken_images=int(n_broken),
+        n_images=int(n_images),
+        title=str(title),
+    )
+
+
 def render_page(
     html_path: str | os.PathLike,
     screenshot: str | os.PathLike | None = None,
@@ -159,52 +223,13 @@ def render_page(
         raise FileNotFoundError("no chromium on PATH; install it with launch/install_chromium.sh (Debian: chromium)")
     to_chrome_r, to_chrome_w = os.pipe()
     from_chrome_r, from_chrome_w = os.pipe()
-
-    def _child_fds() -> None:
-        # Chromium reads commands on fd 3 and writes replies on fd 4. Move both ends above 10 first (F_DUPFD), so
-        # neither is clobbered when it already sits on 3 or 4 and dup2 always targets a different fd (dup2 onto
-        # itself would keep Python's close-on-exec flag and Chromium would find the pipe closed).
-        r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
-        w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-        os.dup2(r, 3)
-        os.dup2(w, 4)
-
     with tempfile.TemporaryDirectory(prefix="repdyn-chromium-") as profile:
-        args = [exe, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_child_fds,  # only dup/dup2: async-signal-safe enough between fork and exec
-            close_fds=False,
-        )
+        proc = _launch_chromium(exe, profile, to_chrome_r, from_chrome_w)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         cdp = _PipeCDP(proc, to_chrome_w, from_chrome_r)
         try:
-            target = cdp.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
-            sid = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-            for domain in ("Page", "Runtime", "Log"):
-                cdp.call(f"{domain}.enable", session=sid)
-            cdp.call(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-                session=sid,
-            )
-            cdp.call("Page.navigate", {"url": html_path.as_uri()}, session=sid)
-            cdp.wait_event("Page.loadEventFired", timeout=timeout)
-            time.sleep(settle_s)  # late console messages (timers) arrive as events before the next reply
-            n_broken = cdp.call("Runtime.evaluate", {"expression": _BROKEN_IMAGES_JS}, session=sid)["result"]["value"]
-            n_images = cdp.call("Runtime.evaluate", {"expression": "document.images.length"}, session=sid)
-            title = cdp.call("Runtime.evaluate", {"expression": "document.title"}, session=sid)["result"]["value"]
-            shot_path = None
-            if screenshot is not None:
-                shot = cdp.call("Page.captureScreenshot", {"format": "png"}, session=sid)
-                shot_path = Path(screenshot)
-                shot_path.parent.mkdir(parents=True, exist_ok=True)
-                shot_path.write_bytes(base64.b64decode(shot["data"]))
-            errors = [d for d in (_describe(ev) for ev in cdp.events) if d]
+            result = _inspect_page(cdp, _open_page(cdp, html_path, width, height, timeout), screenshot, settle_s)
             try:
                 cdp.call("Browser.close", timeout=10)
             except (RuntimeError, TimeoutError):
@@ -217,10 +242,4 @@ def render_page(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    return RenderResult(
-        screenshot=shot_path,
-        console_errors=errors,
-        broken_images=int(n_broken),
-        n_images=int(n_images["result"]["value"]),
-        title=str(title),
-    )
+    return result

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -18,3 +21,15 @@ def compose_train(overrides: list[str]) -> Any:
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=overrides)
+
+
+def median_time(fn: Callable[[], object], n: int, warmup: int = 2) -> float:
+    """Median seconds per call of ``fn`` over ``n`` timed calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)

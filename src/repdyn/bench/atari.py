@@ -10,7 +10,10 @@ Moalla et al. 2024 App. B Table 2 settings) for
 4. ``Collector``: ``torchrl.collectors.Collector`` on our env with the PPO collection policy (actor and critic Nature
    CNNs from :mod:`repdyn.agents.networks`, categorical actions), 8 × 128 steps per batch;
 5. ``bare update``: a plain PyTorch forward/backward/Adam step of one Nature CNN, and of an actor + critic pair, on a
-   256-state uint8 minibatch (the per-minibatch cost the PPO update is compared with).
+   256-state uint8 minibatch (the per-minibatch cost the PPO update is compared with);
+6. ``PPO agent update`` (``--ppo-epochs``, 0 skips it; :func:`bench_ppo_atari`): the real
+   :meth:`repdyn.agents.ppo.PPOAgent.update` per minibatch vs the bare actor + critic step, and its share of the wall
+   time of a batch at 4, 6 and 8 epochs.
 
 Rows 4-5 run in child processes twice: with OpenMP's default wait policy and with ``OMP_WAIT_POLICY=PASSIVE``. The
 variable is read when libgomp loads (at ``import torch``), so only a fresh process can show its effect. It matters
@@ -25,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from repdyn.bench import compose_train, median_time
 from repdyn.envs.atari import ale_vector_env_kwargs, make_atari_env
 from repdyn.models import NatureCNN
 
@@ -139,6 +144,65 @@ def bare_update(steps: int, pair: bool, minibatch: int = 256, num_actions: int =
     return _rate(step, steps, "bare update" + (" (actor+critic)" if pair else ""), warmup=2)[0]
 
 
+def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
+    """The PPO agent's update per minibatch vs a bare actor + critic Nature-CNN step on the same 256 frames, and the
+    collection time of one batch (Moalla et al. 2024 App. B Table 2: 8 envs × 128 steps, minibatch 256): medians
+    over ``repeats`` batches of ``epochs`` epochs each."""
+    from repdyn.agents import build_agent
+    from repdyn.collection import make_collector
+    from repdyn.envs import make_env
+    from repdyn.interventions import Hooks
+    from repdyn.models import NatureCNN
+
+    slug = game.split("/")[1].split("-")[0].lower()
+    cfg = compose_train([f"env=atari/{slug}", "agent=ppo_atari", "model=cnn", "logger=none", f"agent.epochs={epochs}"])
+    env = make_env(cfg.env, 0)
+    torch.manual_seed(0)
+    agent = build_agent(cfg, env)
+    hooks = Hooks([])
+    frames = cfg.env.num_envs * cfg.env.frames_per_env
+    collector = make_collector(env, agent, frames)
+    it = iter(collector)
+    next(it)  # first reset, lazy buffers
+    collect_times, update_times = [], []
+    mb = cfg.agent.minibatch_size
+    per_epoch = frames // mb
+    n_actions = int(env.action_spec.space.n)
+    actor, critic = NatureCNN(4, n_actions), NatureCNN(4, 1)
+    opts = [torch.optim.Adam(n.parameters(), lr=2.5e-4, eps=1e-5) for n in (actor, critic)]
+    obs = torch.randint(0, 256, (mb, 4, 84, 84), dtype=torch.uint8)
+    target = torch.randn(mb)
+
+    def bare() -> None:  # actor + critic: forward, loss, backward, clip, Adam — the floor of one PPO minibatch
+        for net, opt in zip((actor, critic), opts, strict=True):
+            out, _, _ = net(obs)
+            loss = (out.mean(-1) - target).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+            opt.step()
+
+    bare_times = []
+    for r in tqdm(range(repeats), desc="PPO-Atari batch: collect, update, bare", leave=False):
+        t = time.perf_counter()
+        batch = next(it)
+        collect_times.append(time.perf_counter() - t)
+        agent.process_batch(batch)
+        t = time.perf_counter()
+        agent.update(batch, frames * (r + 1), hooks)  # epochs × per_epoch minibatches
+        update_times.append((time.perf_counter() - t) / (epochs * per_epoch))
+        bare_times.append(median_time(bare, per_epoch, warmup=1 if r == 0 else 0))
+    collector.shutdown()
+    env.close()
+    return {
+        "ppo_collect_s_per_batch": statistics.median(collect_times),
+        "ppo_update_s_per_minibatch": statistics.median(update_times),
+        "bare_s_per_minibatch": statistics.median(bare_times),
+        "minibatches_per_epoch": float(per_epoch),
+        "frames_per_batch": float(frames),
+    }
+
+
 def _child(omp_passive: bool, args: argparse.Namespace) -> dict[str, float]:
     """Collector and bare-update rates from a fresh interpreter with or without ``OMP_WAIT_POLICY=PASSIVE``."""
     env = dict(os.environ)
@@ -226,8 +290,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             f" → with 4 epochs the bare update is {4 * epoch_s / (collect_s + 4 * epoch_s):.0%} of wall time"
         )
     if args.ppo_epochs > 0:  # the real agent: its update per minibatch vs the bare step, and its share of wall time
-        from repdyn.bench.dqn import bench_ppo_atari
-
         ppo = bench_ppo_atari(args.game, args.batches, args.ppo_epochs)
         res.update({f"ppo_{k}": v for k, v in ppo.items()})
         upd, bare, coll = ppo["ppo_update_s_per_minibatch"], ppo["bare_s_per_minibatch"], ppo["ppo_collect_s_per_batch"]

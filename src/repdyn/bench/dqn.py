@@ -15,7 +15,8 @@
 3. PPO on ALE (Moalla et al. 2024 App. B Table 2: 8 envs × 128 steps, minibatch 256, ``--ppo-epochs`` 4): the real
    :meth:`repdyn.agents.ppo.PPOAgent.update` per minibatch vs a bare PyTorch actor + critic Nature-CNN
    forward/backward/Adam step on the same 256 frames (target ≤ 1.1×), and the update's share of the wall time of one
-   batch (collection with the Collector + update).
+   batch (collection with the Collector + update). Measured by :func:`repdyn.bench.atari.bench_ppo_atari`, with the
+   other Atari benches.
 
 The machine is shared: absolute numbers drift, ratios are taken between timings of the same run (medians of
 interleaved repeats).
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -34,19 +34,7 @@ from rich.table import Table
 from tensordict import TensorDict
 from tqdm import tqdm
 
-from repdyn.bench import compose_train
-
-
-def _median_time(fn: Callable[[], object], n: int, warmup: int = 2) -> float:
-    """Median seconds per call of ``fn`` over ``n`` timed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from repdyn.bench import compose_train, median_time
 
 
 def _interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int, desc: str) -> dict[str, float]:
@@ -54,7 +42,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int, des
     out: dict[str, list[float]] = {k: [] for k in fns}
     for _ in tqdm(range(repeats), desc=desc, leave=False):
         for k, fn in fns.items():
-            out[k].append(_median_time(fn, n, warmup=1))
+            out[k].append(median_time(fn, n, warmup=1))
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -102,7 +90,24 @@ def _random_transitions(n: int, seed: int) -> TensorDict:
     )
 
 
+def _k_diag_timings(qnet: torch.nn.Module, score: Callable, td: TensorDict) -> dict[str, float]:
+    """Seconds for the vectorised K(x, x) of ``td`` vs the per-sample autograd loop (the brute-force reference)."""
+    params = list(qnet.parameters())
+
+    def loop() -> None:
+        for i in range(td.shape[0]):
+            q = qnet(td["observation"][i : i + 1])[0][0, td["action"][i]]
+            grads = torch.autograd.grad(q, params)
+            sum(g.square().sum() for g in grads)
+
+    vec_s = median_time(lambda: score(td), 5)
+    loop_s = median_time(loop, 1, warmup=0)
+    return {"k_diag_vectorised_s": vec_s, "k_diag_loop_s": loop_s}
+
+
 def bench_eviction(capacity: int, steps: int, repeats: int) -> dict[str, float]:
+    """Seconds per env step of inserting into a full NTK-eviction buffer (alone and in batches of 4), a FIFO insert
+    and one collector env step, interleaved; then the K(x, x) timings on the full buffer."""
     from torchrl.data import LazyTensorStorage, ReplayBuffer
 
     from repdyn.agents.dqn import REPLAY_KEYS
@@ -128,43 +133,17 @@ def bench_eviction(capacity: int, steps: int, repeats: int) -> dict[str, float]:
 
     collector = make_collector(env, agent, 1)
     it = iter(collector)
-
-    def env_step() -> None:
-        next(it)
-
-    t = _interleaved(
-        {
-            "evict": insert(ntk_rb, "ntk"),
-            "evict4": insert(ntk_rb, "ntk", 4),
-            "fifo": insert(fifo_rb, "fifo"),
-            "env_step": env_step,
-        },
-        steps,
-        repeats,
-        "eviction vs FIFO vs env step",
-    )
+    fns = {"evict": insert(ntk_rb, "ntk"), "evict4": insert(ntk_rb, "ntk", 4), "fifo": insert(fifo_rb, "fifo")}
+    t = _interleaved({**fns, "env_step": lambda: next(it)}, steps, repeats, "eviction vs FIFO vs env step")
     collector.shutdown()
-
-    # vectorised K(x, x) vs the per-sample autograd loop on the same buffer
-    td = ntk_rb.storage.get(torch.arange(capacity)).select(*REPLAY_KEYS)
-    params = list(agent.qnet.parameters())
-
-    def loop() -> None:
-        for i in range(td.shape[0]):
-            q = agent.qnet(td["observation"][i : i + 1])[0][0, td["action"][i]]
-            grads = torch.autograd.grad(q, params)
-            sum(g.square().sum() for g in grads)
-
-    vec_s = _median_time(lambda: score(td), 5)
-    loop_s = _median_time(loop, 1, warmup=0)
+    k_diag = _k_diag_timings(agent.qnet, score, ntk_rb.storage.get(torch.arange(capacity)).select(*REPLAY_KEYS))
     env.close()
     return {
         "evict_s_per_step": t["evict"],
         "evict4_s_per_step": t["evict4"] / 4,
         "fifo_s_per_step": t["fifo"],
         "env_step_s": t["env_step"],
-        "k_diag_vectorised_s": vec_s,
-        "k_diag_loop_s": loop_s,
+        **k_diag,
     }
 
 
@@ -208,67 +187,7 @@ def bench_dqn_step(steps: int, repeats: int, minibatch: int = 64) -> dict[str, f
     return {"dqn_step_torchrl_s": t["torchrl"], "dqn_step_manual_s": t["manual"]}
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# 3: PPO update on ALE
-
-
-def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
-    from repdyn.agents import build_agent
-    from repdyn.collection import make_collector
-    from repdyn.envs import make_env
-    from repdyn.interventions import Hooks
-    from repdyn.models import NatureCNN
-
-    slug = game.split("/")[1].split("-")[0].lower()
-    cfg = compose_train([f"env=atari/{slug}", "agent=ppo_atari", "model=cnn", "logger=none", f"agent.epochs={epochs}"])
-    env = make_env(cfg.env, 0)
-    torch.manual_seed(0)
-    agent = build_agent(cfg, env)
-    hooks = Hooks([])
-    frames = cfg.env.num_envs * cfg.env.frames_per_env
-    collector = make_collector(env, agent, frames)
-    it = iter(collector)
-    next(it)  # first reset, lazy buffers
-    collect_times, update_times = [], []
-    mb = cfg.agent.minibatch_size
-    per_epoch = frames // mb
-    n_actions = int(env.action_spec.space.n)
-    actor, critic = NatureCNN(4, n_actions), NatureCNN(4, 1)
-    opts = [torch.optim.Adam(n.parameters(), lr=2.5e-4, eps=1e-5) for n in (actor, critic)]
-    obs = torch.randint(0, 256, (mb, 4, 84, 84), dtype=torch.uint8)
-    target = torch.randn(mb)
-
-    def bare() -> None:  # actor + critic: forward, loss, backward, clip, Adam — the floor of one PPO minibatch
-        for net, opt in zip((actor, critic), opts, strict=True):
-            out, _, _ = net(obs)
-            loss = (out.mean(-1) - target).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
-            opt.step()
-
-    bare_times = []
-    for r in tqdm(range(repeats), desc="PPO-Atari batch: collect, update, bare", leave=False):
-        t = time.perf_counter()
-        batch = next(it)
-        collect_times.append(time.perf_counter() - t)
-        agent.process_batch(batch)
-        t = time.perf_counter()
-        agent.update(batch, frames * (r + 1), hooks)  # epochs × per_epoch minibatches
-        update_times.append((time.perf_counter() - t) / (epochs * per_epoch))
-        bare_times.append(_median_time(bare, per_epoch, warmup=1 if r == 0 else 0))
-    collector.shutdown()
-    env.close()
-    return {
-        "ppo_collect_s_per_batch": statistics.median(collect_times),
-        "ppo_update_s_per_minibatch": statistics.median(update_times),
-        "bare_s_per_minibatch": statistics.median(bare_times),
-        "minibatches_per_epoch": float(per_epoch),
-        "frames_per_batch": float(frames),
-    }
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m repdyn.bench dqn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacity", type=int, default=4000, help="eviction buffer capacity (Jansson 2025: 4000)")
     parser.add_argument("--steps", type=int, default=50, help="timed calls per round")
@@ -283,64 +202,85 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     for name in ("capacity", "steps", "repeats", "atari_batches", "ppo_epochs", "threads", "dqn_minibatch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
-    torch.set_num_threads(args.threads)
-    res = bench_eviction(args.capacity, args.steps, args.repeats)
-    res.update(bench_dqn_step(args.steps, args.repeats, args.dqn_minibatch))
-    if not args.no_atari:
-        res.update(bench_ppo_atari(args.atari_game, args.atari_batches, args.ppo_epochs))
+    return args
 
-    console = Console(width=140)
-    table = Table(title=f"DQN / eviction / PPO-Atari (torch threads {args.threads})")
-    for col in ("measurement", "time", "ratio"):
-        table.add_column(col)
-    ms = 1e3
-    table.add_row("env step (Collector, 1 Acrobot env, DQN policy)", f"{res['env_step_s'] * ms:.3f} ms", "1")
+
+_MS = 1e3
+
+
+def _eviction_rows(table: Table, res: dict[str, float], capacity: int) -> None:
+    env_step = res["env_step_s"]
+    table.add_row("env step (Collector, 1 Acrobot env, DQN policy)", f"{env_step * _MS:.3f} ms", "1")
     table.add_row(
-        f"insert + NTK eviction, full buffer of {args.capacity}",
-        f"{res['evict_s_per_step'] * ms:.3f} ms",
-        f"{res['evict_s_per_step'] / res['env_step_s']:.2f}× env step",
+        f"insert + NTK eviction, full buffer of {capacity}",
+        f"{res['evict_s_per_step'] * _MS:.3f} ms",
+        f"{res['evict_s_per_step'] / env_step:.2f}× env step",
     )
     table.add_row(
         "  same, batches of 4 env steps (the presets), per step",
-        f"{res['evict4_s_per_step'] * ms:.3f} ms",
-        f"{res['evict4_s_per_step'] / res['env_step_s']:.2f}× env step",
+        f"{res['evict4_s_per_step'] * _MS:.3f} ms",
+        f"{res['evict4_s_per_step'] / env_step:.2f}× env step",
     )
     table.add_row(
         "insert, FIFO (RoundRobinWriter)",
-        f"{res['fifo_s_per_step'] * ms:.3f} ms",
+        f"{res['fifo_s_per_step'] * _MS:.3f} ms",
         f"eviction = {res['evict_s_per_step'] / res['fifo_s_per_step']:.0f}× FIFO",
     )
     table.add_row(
-        f"K(x,x) of {args.capacity} transitions: vectorised ntk_diag",
-        f"{res['k_diag_vectorised_s'] * ms:.2f} ms",
+        f"K(x,x) of {capacity} transitions: vectorised ntk_diag",
+        f"{res['k_diag_vectorised_s'] * _MS:.2f} ms",
         f"{res['k_diag_loop_s'] / res['k_diag_vectorised_s']:.0f}× faster than the loop",
     )
-    table.add_row("K(x,x): per-sample autograd loop", f"{res['k_diag_loop_s'] * ms:.1f} ms", "")
+    table.add_row("K(x,x): per-sample autograd loop", f"{res['k_diag_loop_s'] * _MS:.1f} ms", "")
+
+
+def _dqn_step_rows(table: Table, res: dict[str, float], minibatch: int) -> None:
     table.add_row(
-        f"DQN step: ReplayBuffer.sample + DQNLoss + Adam + HardUpdate (minibatch {args.dqn_minibatch})",
-        f"{res['dqn_step_torchrl_s'] * ms:.3f} ms",
+        f"DQN step: ReplayBuffer.sample + DQNLoss + Adam + HardUpdate (minibatch {minibatch})",
+        f"{res['dqn_step_torchrl_s'] * _MS:.3f} ms",
         "",
     )
     table.add_row(
         "DQN step: DQNAgent.gradient_step (written-out TD(0), fused Adam)",
-        f"{res['dqn_step_manual_s'] * ms:.3f} ms",
+        f"{res['dqn_step_manual_s'] * _MS:.3f} ms",
         f"torchrl = {res['dqn_step_torchrl_s'] / res['dqn_step_manual_s']:.2f}×",
     )
+
+
+def _ppo_atari_rows(table: Table, res: dict[str, float]) -> None:
+    upd, bare = res["ppo_update_s_per_minibatch"], res["bare_s_per_minibatch"]
+    coll = res["ppo_collect_s_per_batch"]
+    n_mb = res["minibatches_per_epoch"]
+    table.add_row(f"PPO-Atari collection, {int(res['frames_per_batch'])} frames", f"{coll:.2f} s", "")
+    table.add_row(
+        "PPO-Atari update per minibatch (256)",
+        f"{upd * _MS:.1f} ms",
+        f"{upd / bare:.2f}× bare (target ≤ 1.10×)",
+    )
+    table.add_row("bare actor+critic Nature-CNN step (256)", f"{bare * _MS:.1f} ms", "1")
+    for epochs in (4, 6, 8):
+        u = epochs * n_mb * upd
+        table.add_row(f"update share of wall time, {epochs} epochs", f"{u:.2f} s / batch", f"{u / (u + coll):.0%}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    args = _parse_args(argv)
+    torch.set_num_threads(args.threads)
+    res = bench_eviction(args.capacity, args.steps, args.repeats)
+    res.update(bench_dqn_step(args.steps, args.repeats, args.dqn_minibatch))
     if not args.no_atari:
-        upd, bare = res["ppo_update_s_per_minibatch"], res["bare_s_per_minibatch"]
-        coll = res["ppo_collect_s_per_batch"]
-        n_mb = res["minibatches_per_epoch"]
-        table.add_row(f"PPO-Atari collection, {int(res['frames_per_batch'])} frames", f"{coll:.2f} s", "")
-        table.add_row(
-            "PPO-Atari update per minibatch (256)",
-            f"{upd * ms:.1f} ms",
-            f"{upd / bare:.2f}× bare (target ≤ 1.10×)",
-        )
-        table.add_row("bare actor+critic Nature-CNN step (256)", f"{bare * ms:.1f} ms", "1")
-        for epochs in (4, 6, 8):
-            u = epochs * n_mb * upd
-            table.add_row(f"update share of wall time, {epochs} epochs", f"{u:.2f} s / batch", f"{u / (u + coll):.0%}")
-    console.print(table)
+        from repdyn.bench.atari import bench_ppo_atari  # ale-py only when the Atari part runs
+
+        res.update(bench_ppo_atari(args.atari_game, args.atari_batches, args.ppo_epochs))
+
+    table = Table(title=f"DQN / eviction / PPO-Atari (torch threads {args.threads})")
+    for col in ("measurement", "time", "ratio"):
+        table.add_column(col)
+    _eviction_rows(table, res, args.capacity)
+    _dqn_step_rows(table, res, args.dqn_minibatch)
+    if not args.no_atari:
+        _ppo_atari_rows(table, res)
+    Console(width=140).print(table)
     return res
 
 

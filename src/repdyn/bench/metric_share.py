@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -28,23 +29,25 @@ def _timed(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m repdyn.bench metric_share", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="mujoco/hopper")
     parser.add_argument("--budget", type=int, default=5_000_000, help="paper budget in env steps")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(None if argv is None else list(argv))
-    torch.set_num_threads(1)
+    return parser.parse_args(None if argv is None else list(argv))
+
+
+def measure_components(cfg: Any, repeats: int) -> dict[str, float]:
+    """Median seconds of one batch (collect + update), the representation metrics of one batch, one capacity probe,
+    one eNTK record and one update-rank record, on the real agent and env of ``cfg``."""
     import tempfile
 
-    from repdyn.bench import compose_train
     from repdyn.bench.ppo import build_pieces
     from repdyn.interventions import Hooks
     from repdyn.metrics import scheduled
     from repdyn.metrics.capacity_probe import CapacityProbe
 
-    cfg = compose_train([f"env={args.env}", "logger=none", "metrics=full"])
-    e, m = cfg.env, cfg.metrics
+    m = cfg.metrics
     env, agent, collector = build_pieces(cfg)
     it = iter(collector)
     hooks = Hooks([])
@@ -58,29 +61,61 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         agent.process_batch(batch)
         agent.update(batch, 0, hooks)
 
+    def ctx() -> scheduled.MetricContext:
+        return scheduled.MetricContext(batch, agent, m, gen, 0)
+
     def representation():
-        ctx = scheduled.MetricContext(batch, agent, m, gen, 0)
-        scheduled.representation_start(ctx)
-        scheduled.representation_end(ctx)
+        c = ctx()
+        scheduled.representation_start(c)
+        scheduled.representation_end(c)
 
     gen = torch.Generator().manual_seed(0)
-    t = {"batch": _timed(one_batch, args.repeats), "representation": _timed(representation, args.repeats)}
+    t = {"batch": _timed(one_batch, repeats), "representation": _timed(representation, repeats)}
     with tempfile.TemporaryDirectory() as d:
         probe = CapacityProbe(cfg, d, env)
-        t["capacity"] = _timed(lambda: probe.probe(agent, 0), args.repeats)
-    t["ntk"] = _timed(lambda: scheduled.ntk_record(scheduled.MetricContext(batch, agent, m, gen, 0)), args.repeats)
-    t["update_rank"] = _timed(
-        lambda: scheduled.update_rank_record(scheduled.MetricContext(batch, agent, m, gen, 0)), args.repeats
-    )
+        t["capacity"] = _timed(lambda: probe.probe(agent, 0), repeats)
+    t["ntk"] = _timed(lambda: scheduled.ntk_record(ctx()), repeats)
+    t["update_rank"] = _timed(lambda: scheduled.update_rank_record(ctx()), repeats)
     collector.shutdown()
+    return t
 
-    n_batches = args.budget / (e.num_envs * e.frames_per_env)
-    n = {
+
+def run_counts(m: Any, n_batches: float) -> dict[str, float]:
+    """How often each metric runs over the budget at the paper cadence (capacity also at the start)."""
+    return {
         "representation": min(n_batches, 1 / m.every),
         "capacity": 1 / m.capacity_every + 1,
         "ntk": 1 / m.ntk_every,
         "update_rank": 1 / m.update_rank_every,
     }
+
+
+def _print_table(title: str, t: dict[str, float], n: dict[str, float], n_batches: float, res: dict) -> None:
+    table = Table(title=title)
+    for col in ("component", "seconds each", "times per run", "seconds per run"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        "batch (collect + update)", f"{t['batch']:.3f}", f"{n_batches:,.0f}", f"{n_batches * t['batch']:,.0f}"
+    )
+    for k in n:
+        table.add_row(k, f"{t[k]:.3f}", f"{n[k]:,.0f}", f"{n[k] * t[k]:,.0f}")
+    Console(width=120).print(table)
+    Console(width=120).print(
+        f"share of wall time: default metric set {res['share_default']:.1%} (goal ≤ 5%); "
+        f"with NTK + update rank {res['share_full']:.1%} (goal ≤ 15%)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    args = _parse_args(argv)
+    torch.set_num_threads(1)
+    from repdyn.bench import compose_train
+
+    cfg = compose_train([f"env={args.env}", "logger=none", "metrics=full"])
+    e = cfg.env
+    t = measure_components(cfg, args.repeats)
+    n_batches = args.budget / (e.num_envs * e.frames_per_env)
+    n = run_counts(cfg.metrics, n_batches)
     base = n_batches * t["batch"]
     cost = {k: n[k] * t[k] for k in n}
     default = cost["representation"] + cost["capacity"]
@@ -90,18 +125,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         "share_full": full / (base + full),
         **{f"t_{k}": v for k, v in t.items()},
     }
-
-    table = Table(title=f"metric wall-time share, {e.id}, budget {args.budget:,} env steps ({n_batches:,.0f} batches)")
-    for col in ("component", "seconds each", "times per run", "seconds per run"):
-        table.add_column(col, justify="right")
-    table.add_row("batch (collect + update)", f"{t['batch']:.3f}", f"{n_batches:,.0f}", f"{base:,.0f}")
-    for k in n:
-        table.add_row(k, f"{t[k]:.3f}", f"{n[k]:,.0f}", f"{cost[k]:,.0f}")
-    Console(width=120).print(table)
-    Console(width=120).print(
-        f"share of wall time: default metric set {res['share_default']:.1%} (goal ≤ 5%); "
-        f"with NTK + update rank {res['share_full']:.1%} (goal ≤ 15%)"
-    )
+    title = f"metric wall-time share, {e.id}, budget {args.budget:,} env steps ({n_batches:,.0f} batches)"
+    _print_table(title, t, n, n_batches, res)
     return res
 
 

@@ -17,6 +17,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -120,43 +121,45 @@ def _clip_ppo_update(agent, batch, cfg) -> float:
     return n / (time.perf_counter() - t)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m repdyn.bench ppo", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="mujoco/hopper", help="env config option")
     parser.add_argument("--batches", type=int, default=3, help="timed collector batches")
     parser.add_argument("--e2e-frames", type=int, default=2048 * 4, help="frames of the end-to-end run")
-    args = parser.parse_args(None if argv is None else list(argv))
-    torch.set_num_threads(1)
+    return parser.parse_args(None if argv is None else list(argv))
+
+
+def update_rates(agent: Any, batch: Any, cfg: Any) -> dict[str, float]:
+    """Our update (grad steps/s and frames/s) on ``batch``, then torchrl's ClipPPOLoss on the same batch."""
     from repdyn.interventions import Hooks
-    from repdyn.train import run
-
-    cfg = compose_train([f"env={args.env}", "logger=none", "train.progress=false"])
-    e = cfg.env
-    batch_frames = e.num_envs * e.frames_per_env
-    res: dict[str, float] = {}
-    res["raw_env_fps"] = raw_env_rate(e.id, e.num_envs, 3000)
-
-    res["collect_gym_wrapper_fps"], _, _ = collection_rate(cfg, args.batches, reference_env=True)
-    res["collect_fps"], agent, batch = collection_rate(cfg, args.batches, kind="lean")
 
     agent.process_batch(batch)
-    hooks = Hooks([])
     n_steps = cfg.agent.epochs * agent.minibatches_per_epoch
     t = time.perf_counter()
-    agent.update(batch, 0, hooks)
+    agent.update(batch, 0, Hooks([]))
     dt = time.perf_counter() - t
-    res["update_grad_steps_per_s"] = n_steps / dt
-    res["update_fps"] = batch_frames / dt
-    res["clipppoloss_grad_steps_per_s"] = _clip_ppo_update(agent, batch, cfg)
+    return {
+        "update_grad_steps_per_s": n_steps / dt,
+        "update_fps": cfg.env.num_envs * cfg.env.frames_per_env / dt,
+        "clipppoloss_grad_steps_per_s": _clip_ppo_update(agent, batch, cfg),
+    }
+
+
+def end_to_end_fps(env_option: str, frames: int) -> float:
+    """Frames/s of a real ``repdyn.train`` run of ``frames`` env steps (collection, update, default metrics, logs)."""
+    from repdyn.train import run
 
     with tempfile.TemporaryDirectory() as d:
-        cfg2 = compose_train(
-            [f"env={args.env}", "logger=none", "train.progress=false", f"train.total_frames={args.e2e_frames}"]
+        cfg = compose_train(
+            [f"env={env_option}", "logger=none", "train.progress=false", f"train.total_frames={frames}"]
         )
         t = time.perf_counter()
-        run(cfg2, d)
-        res["e2e_fps"] = args.e2e_frames / (time.perf_counter() - t)
+        run(cfg, d)
+        return frames / (time.perf_counter() - t)
 
+
+def _print_table(res: dict[str, float], cfg: Any) -> None:
+    e = cfg.env
     table = Table(
         title=f"PPO throughput — {e.id}, {e.num_envs} envs × {e.frames_per_env}, "
         f"minibatch {cfg.agent.minibatch_size}, {cfg.agent.epochs} epochs (1 torch thread)"
@@ -189,6 +192,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"{res['e2e_fps'] / raw:.2f} of raw",
     )
     Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    args = _parse_args(argv)
+    torch.set_num_threads(1)
+    cfg = compose_train([f"env={args.env}", "logger=none", "train.progress=false"])
+    e = cfg.env
+    res: dict[str, float] = {}
+    res["raw_env_fps"] = raw_env_rate(e.id, e.num_envs, 3000)
+    res["collect_gym_wrapper_fps"], _, _ = collection_rate(cfg, args.batches, reference_env=True)
+    res["collect_fps"], agent, batch = collection_rate(cfg, args.batches, kind="lean")
+    res.update(update_rates(agent, batch, cfg))
+    res["e2e_fps"] = end_to_end_fps(args.env, args.e2e_frames)
+    _print_table(res, cfg)
     return res
 
 

@@ -37,7 +37,7 @@ import copy
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
@@ -142,6 +142,139 @@ class Replay:
         return self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx]
 
 
+def make_envs(env_id: str, num_envs: int, max_episode_steps: int | None) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` in-process copies with ``SAME_STEP`` autoreset (final observation in ``info``)."""
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    return gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+@dataclass
+class Agent:
+    """Online Q-network, its target copy and Adam."""
+
+    qnet: QNetwork
+    target: QNetwork
+    opt: torch.optim.Optimizer
+
+
+def make_agent(obs_dim: int, n_actions: int, s: DQNSettings) -> Agent:
+    qnet = QNetwork(obs_dim, s.hidden, n_actions)
+    target = copy.deepcopy(qnet)
+    return Agent(qnet, target, torch.optim.Adam(qnet.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps))
+
+
+def gradient_step(agent: Agent, replay: Replay, s: DQNSettings) -> None:
+    """One Huber-loss TD(0) step on a uniform minibatch, gradient norm clipped."""
+    b_obs, b_act, b_rew, b_next, b_term = replay.sample(s.minibatch_size)
+    with torch.no_grad():
+        y = td_target(b_rew, b_term, agent.target(b_next), s.gamma)
+    q = agent.qnet(b_obs).gather(1, b_act[:, None]).squeeze(1)
+    loss = F.smooth_l1_loss(q, y)
+    agent.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(agent.qnet.parameters(), s.max_grad_norm)
+    agent.opt.step()
+
+
+def with_final_obs(next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """The true next observations: where an episode ended, the final one instead of the autoreset's first."""
+    real_next = next_obs.copy()
+    for i in np.flatnonzero(done):
+        real_next[i] = info["final_obs"][i]
+    return real_next
+
+
+@dataclass
+class TrainStats:
+    """Counters of :func:`train`; ``t_learn`` / ``frames_at_learn`` mark the first iteration that trained."""
+
+    t_loop: float
+    frames: int = 0
+    grad_steps: int = 0
+    returns: list[float] = field(default_factory=list)
+    t_learn: float | None = None
+    frames_at_learn: int = 0
+
+
+def train(
+    envs: gym.vector.SyncVectorEnv,
+    agent: Agent,
+    replay: Replay,
+    s: DQNSettings,
+    n_vec_steps: int,
+    seed: int,
+    rng: np.random.Generator,
+) -> TrainStats:
+    """The main loop: ε-greedy env step, store, then ``replay_ratio`` gradient steps per env step once the replay
+    holds max(``learning_starts``, ``minibatch_size``) transitions."""
+    num_envs, n_actions = envs.num_envs, int(envs.single_action_space.n)
+    start_size = max(s.learning_starts, s.minibatch_size)
+    obs, _ = envs.reset(seed=seed)
+    obs = np.asarray(obs, dtype=np.float32)
+    ep_ret = np.zeros(num_envs)
+    grad_credit = 0.0
+    stats = TrainStats(t_loop=time.perf_counter())
+    for _ in range(n_vec_steps):
+        t_step, frames_before = time.perf_counter(), stats.frames
+        eps = epsilon_at(stats.frames, s.eps_init, s.eps_end, s.eps_frames)
+        with torch.no_grad():
+            action = agent.qnet(torch.from_numpy(obs)).argmax(-1).numpy()
+        explore = rng.random(num_envs) < eps
+        if explore.any():
+            action = np.where(explore, rng.integers(0, n_actions, size=num_envs), action)
+        next_obs, reward, terminated, truncated, info = envs.step(action)
+        next_obs = np.asarray(next_obs, dtype=np.float32)
+        stats.frames += num_envs
+        ep_ret += reward
+        done = terminated | truncated
+        real_next = next_obs
+        if done.any():
+            stats.returns.extend(ep_ret[done].tolist())
+            ep_ret[done] = 0.0
+            real_next = with_final_obs(next_obs, done, info)
+        replay.add(obs, action, reward, real_next, terminated)
+        obs = next_obs
+
+        if replay.size >= start_size:
+            if stats.t_learn is None:  # the steady window starts with the first iteration that trains
+                stats.t_learn, stats.frames_at_learn = t_step, frames_before
+            grad_credit += num_envs * s.replay_ratio
+        while grad_credit >= 1.0:
+            grad_credit -= 1.0
+            gradient_step(agent, replay, s)
+            stats.grad_steps += 1
+            if stats.grad_steps % s.target_update_interval == 0:
+                agent.target.load_state_dict(agent.qnet.state_dict())
+    return stats
+
+
+def _results(stats: TrainStats, s: DQNSettings, t_call: float, end: float) -> dict[str, Any]:
+    frames = stats.frames
+    if stats.t_learn is None:
+        steady, before, steady_wall, after_frames = float("nan"), frames / (end - stats.t_loop), 0.0, 0
+    else:
+        steady_wall, after_frames = end - stats.t_learn, frames - stats.frames_at_learn
+        steady = after_frames / steady_wall
+        before = stats.frames_at_learn / (stats.t_learn - stats.t_loop) if stats.frames_at_learn > 0 else float("nan")
+    return {
+        "steady_sps": steady,
+        "sps_after_learning_starts": steady,
+        "sps_before_learning_starts": before,
+        "frames": frames,
+        "frames_after_learning_starts": after_frames,
+        "wall": end - t_call,
+        "steady_wall": steady_wall,
+        "grad_steps": stats.grad_steps,
+        "target_updates": stats.grad_steps // s.target_update_interval,
+        "episodes": len(stats.returns),
+        "mean_return": float(np.mean(stats.returns)) if stats.returns else float("nan"),
+        "settings": asdict(s),
+    }
+
+
 def run(
     env_id: str,
     *,
@@ -169,97 +302,19 @@ def run(
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    kwargs = {} if s.max_episode_steps is None else {"max_episode_steps": s.max_episode_steps}
-    envs = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
+    envs = make_envs(env_id, num_envs, s.max_episode_steps)
     try:
         if not isinstance(envs.single_action_space, gym.spaces.Discrete):
             raise ValueError(f"DQN needs discrete actions; {env_id} has {envs.single_action_space}")
-        n_actions = int(envs.single_action_space.n)
         obs_dim = int(np.prod(envs.single_observation_space.shape))
-        qnet = QNetwork(obs_dim, s.hidden, n_actions)
-        target = copy.deepcopy(qnet)
-        opt = torch.optim.Adam(qnet.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps)
+        agent = make_agent(obs_dim, int(envs.single_action_space.n), s)
         replay = Replay(s.buffer_size, obs_dim)
-        start_size = max(s.learning_starts, s.minibatch_size)
-
-        obs, _ = envs.reset(seed=seed)
-        obs = np.asarray(obs, dtype=np.float32)
-        ep_ret = np.zeros(num_envs)
-        returns: list[float] = []
-        frames = grad_steps = 0
-        grad_credit = 0.0
-        t_loop = time.perf_counter()
-        t_learn: float | None = None
-        frames_at_learn = 0
-        for _ in range(n_vec_steps):
-            t_step, frames_before = time.perf_counter(), frames
-            eps = epsilon_at(frames, s.eps_init, s.eps_end, s.eps_frames)
-            with torch.no_grad():
-                action = qnet(torch.from_numpy(obs)).argmax(-1).numpy()
-            explore = rng.random(num_envs) < eps
-            if explore.any():
-                action = np.where(explore, rng.integers(0, n_actions, size=num_envs), action)
-            next_obs, reward, terminated, truncated, info = envs.step(action)
-            next_obs = np.asarray(next_obs, dtype=np.float32)
-            frames += num_envs
-            ep_ret += reward
-            done = terminated | truncated
-            real_next = next_obs
-            if done.any():
-                returns.extend(ep_ret[done].tolist())
-                ep_ret[done] = 0.0
-                real_next = next_obs.copy()
-                for i in np.flatnonzero(done):
-                    real_next[i] = info["final_obs"][i]
-            replay.add(obs, action, reward, real_next, terminated)
-            obs = next_obs
-
-            if replay.size >= start_size:
-                if t_learn is None:  # the steady window starts with the first iteration that trains
-                    t_learn, frames_at_learn = t_step, frames_before
-                grad_credit += num_envs * s.replay_ratio
-            while grad_credit >= 1.0:
-                grad_credit -= 1.0
-                b_obs, b_act, b_rew, b_next, b_term = replay.sample(s.minibatch_size)
-                with torch.no_grad():
-                    y = td_target(b_rew, b_term, target(b_next), s.gamma)
-                q = qnet(b_obs).gather(1, b_act[:, None]).squeeze(1)
-                loss = F.smooth_l1_loss(q, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(qnet.parameters(), s.max_grad_norm)
-                opt.step()
-                grad_steps += 1
-                if grad_steps % s.target_update_interval == 0:
-                    target.load_state_dict(qnet.state_dict())
+        stats = train(envs, agent, replay, s, n_vec_steps, seed, rng)
         end = time.perf_counter()
     finally:
         torch.set_num_threads(prev_threads)
         envs.close()
-
-    if t_learn is None:
-        steady, before, steady_wall, after_frames = float("nan"), frames / (end - t_loop), 0.0, 0
-    else:
-        steady_wall, after_frames = end - t_learn, frames - frames_at_learn
-        steady = after_frames / steady_wall
-        before = frames_at_learn / (t_learn - t_loop) if frames_at_learn > 0 else float("nan")
-    return {
-        "steady_sps": steady,
-        "sps_after_learning_starts": steady,
-        "sps_before_learning_starts": before,
-        "frames": frames,
-        "frames_after_learning_starts": after_frames,
-        "wall": end - t_call,
-        "steady_wall": steady_wall,
-        "grad_steps": grad_steps,
-        "target_updates": grad_steps // s.target_update_interval,
-        "episodes": len(returns),
-        "mean_return": float(np.mean(returns)) if returns else float("nan"),
-        "settings": asdict(s),
-    }
+    return _results(stats, s, t_call, end)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

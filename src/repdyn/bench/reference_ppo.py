@@ -46,8 +46,8 @@ import argparse
 import math
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
@@ -315,6 +315,21 @@ def _is_mujoco(env_id: str) -> bool:
     return "mujoco" in str(gym.spec(env_id).entry_point)
 
 
+def make_envs(env_id: str, num_envs: int, s: PPOSettings, cnn: bool) -> Any:
+    """The vector env of the setting: ale-py's for ALE, else ``SyncVectorEnv`` with MuJoCo's 1000-step episodes."""
+    if cnn:
+        return make_atari_envs(env_id, num_envs, s)
+    default_limit = 1000 if _is_mujoco(env_id) else None
+    return make_mlp_envs(env_id, num_envs, s.max_episode_steps if s.max_episode_steps is not None else default_limit)
+
+
+def obs_norm_steps(env_id: str, s: PPOSettings, cnn: bool) -> int:
+    """Random warm-up steps for the frozen observation normalisation: 4000 on MuJoCo, none on ALE or elsewhere."""
+    if cnn:
+        return 0
+    return s.obs_norm_steps if s.obs_norm_steps is not None else (4000 if _is_mujoco(env_id) else 0)
+
+
 def obs_norm_stats(envs: Any, obs: np.ndarray, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (floored at 1e-6) of the observations seen in ``steps`` uniform-random env steps in total from
     the current observations ``obs``, as ``repdyn.envs.obs_norm.add_frozen_obs_norm`` (the caller then resets)."""
@@ -332,8 +347,269 @@ def obs_norm_stats(envs: Any, obs: np.ndarray, steps: int, rng: np.random.Genera
     return flat.mean(0).numpy(), flat.std(0).clamp_min(1e-6).numpy()
 
 
+ObsNorm = tuple[torch.Tensor, torch.Tensor] | None
+ObsPrep = Callable[[np.ndarray], torch.Tensor]
+
+
+def reset_envs(envs: Any, norm_steps: int, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, ObsNorm]:
+    """First observations after seeding, and the frozen ``(mean, std)`` from ``norm_steps`` random steps (if any)."""
+    obs, _ = envs.reset(seed=seed)
+    if norm_steps <= 0:
+        return obs, None
+    mean, std = obs_norm_stats(envs, obs, norm_steps, rng)
+    obs, _ = envs.reset()  # continues the sub-envs' RNGs
+    return obs, (torch.from_numpy(mean), torch.from_numpy(std))
+
+
+def make_obs_prep(cnn: bool, obs_norm: ObsNorm) -> ObsPrep:
+    """numpy observations → network input: uint8 frames as they are (the CNN scales them), else standardised floats."""
+
+    def prep(o: np.ndarray) -> torch.Tensor:
+        if cnn:
+            return torch.from_numpy(np.asarray(o))
+        x = torch.as_tensor(o, dtype=torch.float32)
+        return (x - obs_norm[0]) / obs_norm[1] if obs_norm is not None else x
+
+    return prep
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# agent and rollout storage
+
+
+@dataclass
+class Agent:
+    """Separate actor and critic, each with its own Adam; the parameter lists are for the per-network grad clip."""
+
+    actor: nn.Module
+    critic: nn.Module
+    policy: Any
+    opt_actor: torch.optim.Optimizer
+    opt_critic: torch.optim.Optimizer
+    actor_params: list[nn.Parameter]
+    critic_params: list[nn.Parameter]
+
+
+def make_agent(obs_shape: tuple[int, ...], act_space: gym.Space, s: PPOSettings, cnn: bool) -> Agent:
+    """Policy distribution for the action space, actor then critic (Nature CNNs or MLPs), and their optimisers."""
+    if isinstance(act_space, gym.spaces.Box):
+        policy: Any = TanhNormalPolicy(act_space.low, act_space.high, s.min_scale)
+        actor_out = 2 * int(np.prod(act_space.shape))
+    else:
+        policy = CategoricalPolicy()
+        actor_out = int(act_space.n)
+    if cnn:
+        actor: nn.Module = NatureCNN(obs_shape[0], actor_out, 0.01)
+        critic: nn.Module = NatureCNN(obs_shape[0], 1, 1.0)
+    else:
+        actor = MLP(obs_shape[0], s.hidden, actor_out, s.activation, 0.01)
+        critic = MLP(obs_shape[0], s.hidden, 1, s.activation, 1.0)
+    opt_actor = torch.optim.Adam(actor.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps)
+    opt_critic = torch.optim.Adam(critic.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps)
+    return Agent(actor, critic, policy, opt_actor, opt_critic, list(actor.parameters()), list(critic.parameters()))
+
+
+@dataclass
+class Rollout:
+    """Preallocated ``[T, N]`` tensors of one batch (time first)."""
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    logp: torch.Tensor
+    val: torch.Tensor
+    rew: torch.Tensor
+    term: torch.Tensor
+    done: torch.Tensor
+    trunc_val: torch.Tensor  # V(final observation) where an episode was truncated
+
+
+def make_rollout(T: int, N: int, obs_shape: tuple[int, ...], act_space: gym.Space, cnn: bool) -> Rollout:
+    if isinstance(act_space, gym.spaces.Box):
+        act = torch.zeros((T, N, int(np.prod(act_space.shape))), dtype=torch.float32)
+    else:
+        act = torch.zeros((T, N), dtype=torch.long)
+    return Rollout(
+        obs=torch.zeros((T, N, *obs_shape), dtype=torch.uint8 if cnn else torch.float32),
+        act=act,
+        logp=torch.zeros((T, N)),
+        val=torch.zeros((T, N)),
+        rew=torch.zeros((T, N)),
+        term=torch.zeros((T, N), dtype=torch.bool),
+        done=torch.zeros((T, N), dtype=torch.bool),
+        trunc_val=torch.zeros((T, N)),
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # training
+
+
+def collect(
+    envs: Any,
+    agent: Agent,
+    prep: ObsPrep,
+    buf: Rollout,
+    next_obs: torch.Tensor,
+    ep_ret: np.ndarray,
+    returns: list[float],
+    sign_rewards: bool,
+) -> torch.Tensor:
+    """Fill ``buf`` with one batch from ``next_obs`` on; finished episodes' returns go to ``returns``. Returns the
+    observation to continue from."""
+    for t in range(buf.val.shape[0]):
+        with torch.no_grad():
+            out = agent.actor(next_obs)
+            action = agent.policy.sample(out)
+            buf.logp[t] = agent.policy.log_prob(out, action)
+            buf.val[t] = agent.critic(next_obs).squeeze(-1)
+        buf.obs[t] = next_obs
+        buf.act[t] = action
+        raw_obs, reward, terminated, truncated, info = envs.step(action.numpy())
+        truncated = truncated & ~terminated
+        done = terminated | truncated
+        ep_ret += reward
+        buf.rew[t] = torch.from_numpy(np.sign(reward) if sign_rewards else reward)
+        buf.term[t] = torch.from_numpy(terminated)
+        buf.done[t] = torch.from_numpy(done)
+        if done.any():
+            returns.extend(ep_ret[done].tolist())
+            ep_ret[done] = 0.0
+            if truncated.any():
+                idx = np.flatnonzero(truncated)
+                final = np.stack([info["final_obs"][i] for i in idx])
+                with torch.no_grad():
+                    buf.trunc_val[t, idx] = agent.critic(prep(final)).squeeze(-1)
+        next_obs = prep(raw_obs)
+    return next_obs
+
+
+def advantages(critic: nn.Module, buf: Rollout, next_obs: torch.Tensor, s: PPOSettings) -> tuple[torch.Tensor, ...]:
+    """GAE over the batch; V(s'_t) is the next step's stored value, V(next_obs) after the last step."""
+    T, N = buf.val.shape
+    with torch.no_grad():
+        next_vals = torch.empty((T, N))
+        next_vals[:-1] = buf.val[1:]
+        next_vals[-1] = critic(next_obs).squeeze(-1)
+    # the stored next value after a done is V(reset observation): replace it where the episode was truncated
+    # (terminated steps do not bootstrap)
+    next_vals = torch.where(buf.done & ~buf.term, buf.trunc_val, next_vals)
+    return gae(buf.rew, buf.val, next_vals, buf.term, buf.done, s.gamma, s.gae_lambda)
+
+
+def update_minibatch(
+    agent: Agent,
+    obs: torch.Tensor,
+    act: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    target: torch.Tensor,
+    s: PPOSettings,
+) -> None:
+    """One gradient step: −clip objective + value_coef · value loss − entropy_coef · entropy, one backward."""
+    out = agent.actor(obs)
+    log_prob = agent.policy.log_prob(out, act)
+    if s.normalize_advantage:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    policy_loss = -clip_objective(log_prob, old_logp, adv, s.clip_eps).mean()
+    entropy = agent.policy.entropy(out).mean()
+    value_loss = (agent.critic(obs).squeeze(-1) - target).pow(2).mean()
+    loss = policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy
+    agent.opt_actor.zero_grad(set_to_none=True)
+    agent.opt_critic.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(agent.actor_params, s.max_grad_norm)
+    nn.utils.clip_grad_norm_(agent.critic_params, s.max_grad_norm)
+    agent.opt_actor.step()
+    agent.opt_critic.step()
+
+
+def update(agent: Agent, buf: Rollout, adv: torch.Tensor, targets: torch.Tensor, s: PPOSettings) -> int:
+    """``epochs`` passes over the flattened batch in minibatches of a fresh random permutation (incomplete last one
+    dropped); returns the number of gradient steps."""
+    n = buf.val.numel()
+    b_obs = buf.obs.reshape(n, *buf.obs.shape[2:])
+    b_act = buf.act.reshape(n, *buf.act.shape[2:])
+    b_logp, b_adv, b_tgt = buf.logp.reshape(-1), adv.reshape(-1), targets.reshape(-1)
+    mb_per_epoch = n // s.minibatch_size
+    for _ in range(s.epochs):
+        perm = torch.randperm(n)
+        for k in range(mb_per_epoch):
+            mb = perm[k * s.minibatch_size : (k + 1) * s.minibatch_size]
+            update_minibatch(agent, b_obs[mb], b_act[mb], b_logp[mb], b_adv[mb], b_tgt[mb], s)
+    return s.epochs * mb_per_epoch
+
+
+@dataclass
+class TrainStats:
+    """Counters of :func:`train`; walls in seconds (``warmup_wall`` from the start of :func:`run`)."""
+
+    returns: list[float] = field(default_factory=list)
+    grad_steps: int = 0
+    warmup_wall: float = float("nan")
+    steady_start: float = float("nan")
+    collect_wall: float = 0.0
+    update_wall: float = 0.0
+
+
+def train(
+    envs: Any,
+    agent: Agent,
+    prep: ObsPrep,
+    obs: np.ndarray,
+    buf: Rollout,
+    s: PPOSettings,
+    n_batches: int,
+    sign_rewards: bool,
+    t_call: float,
+) -> TrainStats:
+    """The main loop: ``n_batches`` × (collect, GAE, update), timing every batch after the first."""
+    stats = TrainStats()
+    ep_ret = np.zeros(buf.val.shape[1])
+    next_obs = prep(obs)
+    for b in range(n_batches):
+        t_batch = time.perf_counter()
+        next_obs = collect(envs, agent, prep, buf, next_obs, ep_ret, stats.returns, sign_rewards)
+        adv, targets = advantages(agent.critic, buf, next_obs, s)
+        t_collected = time.perf_counter()
+        stats.grad_steps += update(agent, buf, adv, targets, s)
+        t_end = time.perf_counter()
+        if b == 0:
+            stats.warmup_wall, stats.steady_start = t_end - t_call, t_end
+        else:
+            stats.collect_wall += t_collected - t_batch
+            stats.update_wall += t_end - t_collected
+    return stats
+
+
+def _checked_settings(
+    env_id: str, cnn: bool, num_envs: int, frames_per_env: int, hparams: dict[str, Any]
+) -> PPOSettings:
+    if cnn != env_id.startswith("ALE/"):
+        raise ValueError(f"cnn=True goes with ALE ids and only with them; got env_id={env_id!r}, cnn={cnn}")
+    s = make_settings(cnn, **hparams)
+    if num_envs * frames_per_env < s.minibatch_size:
+        raise ValueError(f"batch {num_envs}×{frames_per_env} is smaller than minibatch_size {s.minibatch_size}")
+    return s
+
+
+def _results(stats: TrainStats, s: PPOSettings, n_batches: int, batch: int, t_call: float, end: float) -> dict:
+    steady_frames = (n_batches - 1) * batch
+    steady_wall = end - stats.steady_start
+    return {
+        "steady_sps": steady_frames / steady_wall if steady_frames > 0 else float("nan"),
+        "frames": n_batches * batch,
+        "batches": n_batches,
+        "steady_frames": steady_frames,
+        "wall": end - t_call,
+        "warmup_wall": stats.warmup_wall,
+        "steady_wall": steady_wall,
+        "collect_wall": stats.collect_wall,
+        "update_wall": stats.update_wall,
+        "grad_steps": stats.grad_steps,
+        "episodes": len(stats.returns),
+        "mean_return": float(np.mean(stats.returns)) if stats.returns else float("nan"),
+        "settings": asdict(s),
+    }
 
 
 def run(
@@ -361,12 +637,8 @@ def run(
     training, raw game score on ALE; NaN if none), ``settings``.
     """
     t_call = time.perf_counter()
-    if cnn != env_id.startswith("ALE/"):
-        raise ValueError(f"cnn=True goes with ALE ids and only with them; got env_id={env_id!r}, cnn={cnn}")
-    s = make_settings(cnn, **hparams)
     batch = num_envs * frames_per_env
-    if batch < s.minibatch_size:
-        raise ValueError(f"batch {num_envs}×{frames_per_env} is smaller than minibatch_size {s.minibatch_size}")
+    s = _checked_settings(env_id, cnn, num_envs, frames_per_env, hparams)
     n_batches = max(1, math.ceil(total_frames / batch))
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -374,156 +646,21 @@ def run(
     rng = np.random.default_rng(seed)
     envs: Any = None
     try:
-        # --- env, obs normalisation, networks -------------------------------------------------------------------
-        if cnn:
-            envs = make_atari_envs(env_id, num_envs, s)
-            obs, _ = envs.reset(seed=seed)
-            obs_norm = None
-        else:
-            mujoco = _is_mujoco(env_id)
-            max_steps = s.max_episode_steps if s.max_episode_steps is not None else (1000 if mujoco else None)
-            norm_steps = s.obs_norm_steps if s.obs_norm_steps is not None else (4000 if mujoco else 0)
-            envs = make_mlp_envs(env_id, num_envs, max_steps)
-            obs, _ = envs.reset(seed=seed)
-            obs_norm = None
-            if norm_steps > 0:
-                mean, std = obs_norm_stats(envs, obs, norm_steps, rng)
-                obs_norm = (torch.from_numpy(mean), torch.from_numpy(std))
-                obs, _ = envs.reset()  # continues the sub-envs' RNGs
-        obs_space, act_space = envs.single_observation_space, envs.single_action_space
-        obs_shape = tuple(obs_space.shape)
-        continuous = isinstance(act_space, gym.spaces.Box)
-        if continuous:
-            act_dim = int(np.prod(act_space.shape))
-            policy: Any = TanhNormalPolicy(act_space.low, act_space.high, s.min_scale)
-            actor_out = 2 * act_dim
-        else:
-            policy = CategoricalPolicy()
-            actor_out = int(act_space.n)
-        if cnn:
-            actor: nn.Module = NatureCNN(obs_shape[0], actor_out, 0.01)
-            critic: nn.Module = NatureCNN(obs_shape[0], 1, 1.0)
-        else:
-            actor = MLP(obs_shape[0], s.hidden, actor_out, s.activation, 0.01)
-            critic = MLP(obs_shape[0], s.hidden, 1, s.activation, 1.0)
-        opt_actor = torch.optim.Adam(actor.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps)
-        opt_critic = torch.optim.Adam(critic.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps)
-
-        def prep(o: np.ndarray) -> torch.Tensor:
-            if cnn:
-                return torch.from_numpy(np.asarray(o))  # uint8 frames; the CNN scales them
-            x = torch.as_tensor(o, dtype=torch.float32)
-            return (x - obs_norm[0]) / obs_norm[1] if obs_norm is not None else x
-
-        # --- rollout storage ------------------------------------------------------------------------------------
-        T, N = frames_per_env, num_envs
-        obs_buf = torch.zeros((T, N, *obs_shape), dtype=torch.uint8 if cnn else torch.float32)
-        act_buf = (
-            torch.zeros((T, N, act_dim), dtype=torch.float32) if continuous else torch.zeros((T, N), dtype=torch.long)
-        )
-        logp_buf, val_buf, rew_buf = torch.zeros((T, N)), torch.zeros((T, N)), torch.zeros((T, N))
-        term_buf, done_buf = torch.zeros((T, N), dtype=torch.bool), torch.zeros((T, N), dtype=torch.bool)
-        trunc_val_buf = torch.zeros((T, N))  # V(final observation) where an episode was truncated
-        ep_ret = np.zeros(N)
-        returns: list[float] = []
-        grad_steps = 0
-        mb_per_epoch = (T * N) // s.minibatch_size
-        next_obs = prep(obs)
-        warmup_wall = steady_start = float("nan")
-        collect_wall = update_wall = 0.0
-
-        for b in range(n_batches):
-            t_batch = time.perf_counter()
-            # --- collect ----------------------------------------------------------------------------------------
-            for t in range(T):
-                with torch.no_grad():
-                    out = actor(next_obs)
-                    action = policy.sample(out)
-                    logp_buf[t] = policy.log_prob(out, action)
-                    val_buf[t] = critic(next_obs).squeeze(-1)
-                obs_buf[t] = next_obs
-                act_buf[t] = action
-                raw_obs, reward, terminated, truncated, info = envs.step(action.numpy())
-                truncated = truncated & ~terminated
-                done = terminated | truncated
-                ep_ret += reward
-                rew_buf[t] = torch.from_numpy(np.sign(reward) if (cnn and s.reward_sign) else reward)
-                term_buf[t] = torch.from_numpy(terminated)
-                done_buf[t] = torch.from_numpy(done)
-                if done.any():
-                    returns.extend(ep_ret[done].tolist())
-                    ep_ret[done] = 0.0
-                    if truncated.any():
-                        idx = np.flatnonzero(truncated)
-                        final = np.stack([info["final_obs"][i] for i in idx])
-                        with torch.no_grad():
-                            trunc_val_buf[t, idx] = critic(prep(final)).squeeze(-1)
-                next_obs = prep(raw_obs)
-            with torch.no_grad():
-                next_vals = torch.empty((T, N))
-                next_vals[:-1] = val_buf[1:]
-                next_vals[-1] = critic(next_obs).squeeze(-1)
-            # the stored next value after a done is V(reset observation): replace it where the episode was truncated
-            # (terminated steps do not bootstrap)
-            next_vals = torch.where(done_buf & ~term_buf, trunc_val_buf, next_vals)
-            adv, targets = gae(rew_buf, val_buf, next_vals, term_buf, done_buf, s.gamma, s.gae_lambda)
-            t_collected = time.perf_counter()
-
-            # --- update -----------------------------------------------------------------------------------------
-            b_obs = obs_buf.reshape(T * N, *obs_shape)
-            b_act = act_buf.reshape(T * N, *act_buf.shape[2:])
-            b_logp, b_adv, b_tgt = logp_buf.reshape(-1), adv.reshape(-1), targets.reshape(-1)
-            actor_params, critic_params = list(actor.parameters()), list(critic.parameters())
-            for _ in range(s.epochs):
-                perm = torch.randperm(T * N)
-                for k in range(mb_per_epoch):
-                    mb = perm[k * s.minibatch_size : (k + 1) * s.minibatch_size]
-                    out = actor(b_obs[mb])
-                    log_prob = policy.log_prob(out, b_act[mb])
-                    mb_adv = b_adv[mb]
-                    if s.normalize_advantage:
-                        mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                    policy_loss = -clip_objective(log_prob, b_logp[mb], mb_adv, s.clip_eps).mean()
-                    entropy = policy.entropy(out).mean()
-                    value_loss = (critic(b_obs[mb]).squeeze(-1) - b_tgt[mb]).pow(2).mean()
-                    loss = policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy
-                    opt_actor.zero_grad(set_to_none=True)
-                    opt_critic.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(actor_params, s.max_grad_norm)
-                    nn.utils.clip_grad_norm_(critic_params, s.max_grad_norm)
-                    opt_actor.step()
-                    opt_critic.step()
-                    grad_steps += 1
-            t_end = time.perf_counter()
-            if b == 0:
-                warmup_wall, steady_start = t_end - t_call, t_end
-            else:
-                collect_wall += t_collected - t_batch
-                update_wall += t_end - t_collected
+        envs = make_envs(env_id, num_envs, s, cnn)
+        obs, obs_norm = reset_envs(envs, obs_norm_steps(env_id, s, cnn), seed, rng)
+        obs_shape, act_space = tuple(envs.single_observation_space.shape), envs.single_action_space
+        agent = make_agent(obs_shape, act_space, s, cnn)
+        buf = make_rollout(frames_per_env, num_envs, obs_shape, act_space, cnn)
+        prep = make_obs_prep(cnn, obs_norm)
+        sign_rewards = cnn and s.reward_sign  # ALE: the reward is the sign of the raw game score
+        stats = train(envs, agent, prep, obs, buf, s, n_batches, sign_rewards, t_call)
         end = time.perf_counter()
     finally:
         torch.set_num_threads(prev_threads)
         if envs is not None:
             envs.close()
 
-    steady_frames = (n_batches - 1) * batch
-    steady_wall = end - steady_start
-    return {
-        "steady_sps": steady_frames / steady_wall if steady_frames > 0 else float("nan"),
-        "frames": n_batches * batch,
-        "batches": n_batches,
-        "steady_frames": steady_frames,
-        "wall": end - t_call,
-        "warmup_wall": warmup_wall,
-        "steady_wall": steady_wall,
-        "collect_wall": collect_wall,
-        "update_wall": update_wall,
-        "grad_steps": grad_steps,
-        "episodes": len(returns),
-        "mean_return": float(np.mean(returns)) if returns else float("nan"),
-        "settings": asdict(s),
-    }
+    return _results(stats, s, n_batches, batch, t_call, end)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -283,11 +283,3 @@ def make_atari_env(
     return ALEVectorEnv(
         kwargs, seed, reward_sign=reward_sign, terminal_on_life_loss=terminal_on_life_loss, device=device
     )
-
-
-def make_atari_env_from_config(env_cfg: Mapping[str, Any], seed: int, device: torch.device | str = "cpu") -> EnvBase:
-    """Build from an ``env=atari/<game>`` preset: ``{family: atari, id, num_envs, frames_per_env, atari: {...}}``."""
-    if env_cfg.get("family", "atari") != "atari":
-        raise ValueError(f"env.family must be 'atari' for make_atari_env_from_config, got {env_cfg.get('family')!r}")
-    atari_kwargs = dict(env_cfg.get("atari", {}))
-    return make_atari_env(env_cfg["id"], int(env_cfg["num_envs"]), seed, device=device, **atari_kwargs)

@@ -14,6 +14,7 @@ hundreds of Python-level training loops by one. The networks are :class:`repdyn.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,62 @@ class TrainResult:
     stop_step: torch.Tensor  # [N] step of the parameters used (n_steps, or the best validation step)
 
 
+def _check_inputs(n_members: int, x_train: torch.Tensor, x_test: torch.Tensor, tcfg: DictConfig, has_val: bool) -> None:
+    validate_train_cfg(tcfg)
+    if x_train.shape[0] != n_members or x_test.shape[0] != n_members:
+        raise ValueError(f"x_train / x_test need one leading entry per model ({n_members})")
+    if tcfg.early_stopping.enabled and not has_val:
+        raise ValueError("train.early_stopping.enabled needs x_val and y_val")
+
+
+def _stacked_forward(models: list[MLP]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Callable]:
+    """Stacked parameters and buffers of ``models`` and ``f(params, buffers, x [N, n, d]) → [N, n]``."""
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def fwd(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))[0][:, 0]
+
+    return params, buffers, vmap(fwd, in_dims=(0, 0, 0))
+
+
+def _make_optimizer(params: list[torch.Tensor], tcfg: DictConfig) -> torch.optim.Optimizer:
+    if tcfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=float(tcfg.lr), weight_decay=float(tcfg.weight_decay))
+    return torch.optim.SGD(
+        params, lr=float(tcfg.lr), momentum=float(tcfg.momentum), weight_decay=float(tcfg.weight_decay)
+    )
+
+
+class _EarlyStopping:
+    """Per member: the best validation MSE so far, its parameters and step, and the steps since it improved."""
+
+    def __init__(self, params: dict[str, torch.Tensor], n_steps: int, eval_every: int, patience: int) -> None:
+        n_members = next(iter(params.values())).shape[0]
+        self.best_val = torch.full((n_members,), float("inf"))
+        self.best = {k: v.detach().clone() for k, v in params.items()}
+        self.stop_step = torch.full((n_members,), n_steps, dtype=torch.long)
+        self.since = torch.zeros(n_members, dtype=torch.long)
+        self.eval_every, self.patience = eval_every, patience
+
+    @torch.no_grad()
+    def update(self, step: int, val: torch.Tensor, params: dict[str, torch.Tensor]) -> bool:
+        """Record the validation MSE ``val`` [N] at ``step``; True once every member went ``patience`` steps
+        without improving."""
+        better = val < self.best_val
+        self.best_val = torch.where(better, val, self.best_val)
+        for k, p in params.items():
+            self.best[k][better] = p.detach()[better]
+        self.stop_step = torch.where(better, torch.full_like(self.stop_step, step), self.stop_step)
+        self.since = torch.where(better, torch.zeros_like(self.since), self.since + self.eval_every)
+        return bool((self.since >= self.patience).all())
+
+    @torch.no_grad()
+    def restore(self, params: dict[str, torch.Tensor]) -> None:
+        for k, p in params.items():
+            p.copy_(self.best[k])
+
+
 def train_regressors(
     models: list[MLP],
     x_train: torch.Tensor,
@@ -75,27 +132,11 @@ def train_regressors(
     ``eval_every`` steps and each member ends with its best-validation parameters; the loop ends when every member
     went ``patience`` steps without improving (or at ``steps``).
     """
-    validate_train_cfg(tcfg)
     n_members = len(models)
-    if x_train.shape[0] != n_members or x_test.shape[0] != n_members:
-        raise ValueError(f"x_train / x_test need one leading entry per model ({n_members})")
+    _check_inputs(n_members, x_train, x_test, tcfg, x_val is not None and y_val is not None)
     es = tcfg.early_stopping
-    if es.enabled and (x_val is None or y_val is None):
-        raise ValueError("train.early_stopping.enabled needs x_val and y_val")
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
-
-    def fwd(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(base, (p, b), (x,))[0][:, 0]
-
-    f = vmap(fwd, in_dims=(0, 0, 0))
-    plist = list(params.values())
-    if tcfg.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(plist, lr=float(tcfg.lr), weight_decay=float(tcfg.weight_decay))
-    else:
-        opt = torch.optim.SGD(
-            plist, lr=float(tcfg.lr), momentum=float(tcfg.momentum), weight_decay=float(tcfg.weight_decay)
-        )
+    params, buffers, f = _stacked_forward(models)
+    opt = _make_optimizer(list(params.values()), tcfg)
     gen = torch.Generator().manual_seed(seed)
     n = x_train.shape[1]
     bs = None if tcfg.batch_size is None else min(int(tcfg.batch_size), n)
@@ -103,10 +144,7 @@ def train_regressors(
     def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (f(params, buffers, x) - y).square().mean(1)
 
-    best_val = torch.full((n_members,), float("inf"))
-    best = {k: v.detach().clone() for k, v in params.items()}
-    stop_step = torch.full((n_members,), int(tcfg.steps), dtype=torch.long)
-    since = torch.zeros(n_members, dtype=torch.long)
+    stopper = _EarlyStopping(params, int(tcfg.steps), int(es.eval_every), int(es.patience))
     rows = torch.arange(n_members)[:, None]
     for step in tqdm(
         range(1, int(tcfg.steps) + 1), desc="regressors", leave=False, disable=not progress, mininterval=5
@@ -122,22 +160,14 @@ def train_regressors(
         opt.step()
         if es.enabled and step % int(es.eval_every) == 0:
             with torch.no_grad():
-                v = mse(x_val, y_val)
-                better = v < best_val
-                best_val = torch.where(better, v, best_val)
-                for k, p in params.items():
-                    best[k][better] = p.detach()[better]
-                stop_step = torch.where(better, torch.full_like(stop_step, step), stop_step)
-                since = torch.where(better, torch.zeros_like(since), since + int(es.eval_every))
-                if bool((since >= int(es.patience)).all()):
+                if stopper.update(step, mse(x_val, y_val), params):
                     break
+    if es.enabled:
+        stopper.restore(params)
     with torch.no_grad():
-        if es.enabled:
-            for k, p in params.items():
-                p.copy_(best[k])
         return TrainResult(
             train_loss=mse(x_train, y_train).detach(),
             test_loss=mse(x_test, y_test).detach(),
-            val_loss=best_val if es.enabled else None,
-            stop_step=stop_step,
+            val_loss=stopper.best_val if es.enabled else None,
+            stop_step=stopper.stop_step,
         )

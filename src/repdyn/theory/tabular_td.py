@@ -102,16 +102,6 @@ def mc_closed_form(v_pi: torch.Tensor, v0: torch.Tensor, times: Sequence[float])
     return torch.exp(-t)[:, None] * (v0 - v_pi)[None] + v_pi[None]
 
 
-def euler_td(P: torch.Tensor, R: torch.Tensor, gamma: float, v0: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
-    """Explicit Euler of ∂V = −(I − γP)V + R, i.e. expected tabular TD(0) with learning rate ``dt``; returns V after
-    ``n_steps`` steps."""
-    _check_gamma(gamma)
-    v = v0.clone()
-    for _ in range(n_steps):
-        v = v + dt * (R + gamma * (P @ v) - v)
-    return v
-
-
 def eigen_coefficients(P: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(λ, α) with P u_i = λ_i u_i (unit-norm right eigenvectors) and V = Σ_i α_i u_i, i.e. α = U^{-1} V.
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -206,21 +207,25 @@ def _metrics(mean: torch.Tensor, var: torch.Tensor, y: torch.Tensor, floor: floa
     }
 
 
-def run_env(env: str, cfg: DictConfig) -> dict:
-    """The whole study for one environment; returns tables and arrays for the figures."""
-    e = cfg[env]
-    seed = int(cfg.seed)
-    ds = build_dataset(env, cfg, seed)
-    mode, tau = str(cfg.mode), float(cfg.tau)
-    models = make_models(int(e.n_inits), ds.x.shape[1], e.model, seed)
-    steps = checkpoint_steps(int(e.n_steps), int(e.n_checkpoints))
-    times = [float(s) for s in steps] + [math.inf]
-    chunk = int(cfg.ntk_chunk)
+@dataclass
+class Linearisations:
+    """The closed-form linearised predictions of every initialisation and what the rest of the study needs of them."""
 
-    # --- linearisations of every initialisation (empirical NTK) -----------------------------------
+    preds: torch.Tensor  # [I, T+1, m]: Q_t(X*) at the checkpoint times and t = ∞
+    coeffs: list[torch.Tensor]  # per trained net: dual coefficients at the finite checkpoints
+    blocks0: KernelBlocks  # eNTK blocks of the first initialisation
+    eta_crit: float
+    lr: float
+
+
+def linearise_all(
+    env: str, models: list[NTKMLP], ds: TDDataset, e: DictConfig, times: list[float], cfg: DictConfig
+) -> Linearisations:
+    """Empirical NTK + closed form for each initialisation; the step size comes from the first one (``lr: auto``)."""
+    mode, tau = str(cfg.mode), float(cfg.tau)
     lin_preds, coeffs, blocks0, eta_crit, lr = [], [], None, None, None
     for i, model in enumerate(tqdm(models, desc=f"{env}: eNTK + closed form", leave=False)):
-        blocks, q0 = linearise(model, ds, chunk)
+        blocks, q0 = linearise(model, ds, int(cfg.ntk_chunk))
         if i == 0:
             blocks0 = blocks
             eta_crit = critical_lr(blocks, ds.g)
@@ -232,53 +237,57 @@ def run_env(env: str, cfg: DictConfig) -> dict:
         if i < int(e.n_nets):
             r_hat = q0["x"] - ds.r - ds.g * q0["xp"]
             coeffs.append(M[:-1] @ r_hat)  # dual coefficients at the finite checkpoints
-    lin = torch.stack(lin_preds)  # [I, T+1, m]
+    return Linearisations(torch.stack(lin_preds), coeffs, blocks0, eta_crit, lr)
 
-    # --- real networks ----------------------------------------------------------------------------
-    nets = models[: int(e.n_nets)]
-    nn_preds, nn_params, losses = train_ensemble(nets, ds, lr, steps, mode, tau, _DTYPES[e.train_dtype])
+
+def distance_table(
+    nets: list[NTKMLP],
+    ds: TDDataset,
+    lin: Linearisations,
+    steps: list[int],
+    trained: tuple[torch.Tensor, torch.Tensor, list[float]],
+    mode: str,
+) -> pd.DataFrame:
+    """Per checkpoint: TD loss, relative parameter change of the networks and of their linearisations, and the
+    parameter- and function-space RMSE between each network and its own linearisation (Anonymous 2023 Fig. 1)."""
+    nn_preds, nn_params, losses = trained
     theta0 = nn_params[0]  # [N, P]
-    dist_rows = []
+    rows = []
     for k, step in enumerate(steps):
         omega = torch.stack(
-            [param_displacement(m, ds.x, ds.xp, coeffs[j][k], ds.g, mode) for j, m in enumerate(nets)]
+            [param_displacement(m, ds.x, ds.xp, lin.coeffs[j][k], ds.g, mode) for j, m in enumerate(nets)]
         )  # [N, P]
         move = nn_params[k] - theta0
-        dist_rows.append(
+        rows.append(
             {
                 "step": step,
-                "t_eta": step * lr,
+                "t_eta": step * lin.lr,
                 "td_loss_nn": losses[k],
                 "param_change_rel_nn": float((move.norm(dim=1) / theta0.norm(dim=1)).mean()),
                 "param_change_rel_lin": float((omega.norm(dim=1) / theta0.norm(dim=1)).mean()),
                 "param_rmse_nn_vs_lin": float((move - omega).pow(2).mean(1).sqrt().mean()),
-                "func_rmse_nn_vs_lin": float((nn_preds[k] - lin[: len(nets), k]).pow(2).mean(1).sqrt().mean()),
+                "func_rmse_nn_vs_lin": float((nn_preds[k] - lin.preds[: len(nets), k]).pow(2).mean(1).sqrt().mean()),
             }
         )
-    distance = pd.DataFrame(dist_rows)
+    return pd.DataFrame(rows)
 
-    # --- analytic infinite-width ensemble ---------------------------------------------------------
-    analytic = None
-    if cfg.analytic:
-        n, m = ds.x.shape[0], ds.xs.shape[0]
-        union = torch.cat([ds.x, ds.xp, ds.xs])
-        nngp_k, ntk_k = analytic_kernels(union, int(e.model.depth), float(e.model.sigma_w2), float(e.model.sigma_b2))
-        nngp_b, ntk_b = KernelBlocks.from_full(nngp_k, n, m), KernelBlocks.from_full(ntk_k, n, m)
-        M = dual_matrices(ntk_b, ds.g, lr, [times[-2], math.inf], mode=mode, tau=tau)
-        mean, cov = ensemble_moments(nngp_b, ntk_b, ds.r, ds.g, M, mode)
-        analytic = (mean, torch.diagonal(cov, dim1=1, dim2=2))
 
-    # --- Table 1 ----------------------------------------------------------------------------------
-    floor = float(cfg.var_floor)
-    T = int(e.n_steps)
-    methods = {
-        f"NNs ({len(nets)} nets, {T} steps)": (nn_preds[-1].mean(0), nn_preds[-1].var(0)),
-        f"TD-NTK empirical ({len(models)} inits, t={T})": (lin[:, -2].mean(0), lin[:, -2].var(0)),
-        f"TD-NTK empirical ({len(models)} inits, t=inf)": (lin[:, -1].mean(0), lin[:, -1].var(0)),
-    }
-    if analytic is not None:
-        methods[f"TD-NTK analytic (inf width, t={T})"] = (analytic[0][0], analytic[1][0])
-        methods["TD-NTK analytic (inf width, t=inf)"] = (analytic[0][1], analytic[1][1])
+def analytic_ensemble(
+    ds: TDDataset, mcfg: DictConfig, lr: float, t_final: float, mode: str, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance on X* at t = ``t_final`` and t = ∞ ([2, m] each) of the infinite-width ensemble: the
+    Gaussian of Anonymous 2023 eq. 10/29 from the arc-cosine NNGP and NTK kernels."""
+    n, m = ds.x.shape[0], ds.xs.shape[0]
+    union = torch.cat([ds.x, ds.xp, ds.xs])
+    nngp_k, ntk_k = analytic_kernels(union, int(mcfg.depth), float(mcfg.sigma_w2), float(mcfg.sigma_b2))
+    nngp_b, ntk_b = KernelBlocks.from_full(nngp_k, n, m), KernelBlocks.from_full(ntk_k, n, m)
+    M = dual_matrices(ntk_b, ds.g, lr, [t_final, math.inf], mode=mode, tau=tau)
+    mean, cov = ensemble_moments(nngp_b, ntk_b, ds.r, ds.g, M, mode)
+    return mean, torch.diagonal(cov, dim1=1, dim2=2)
+
+
+def accuracy_table(methods: dict[str, tuple[torch.Tensor, torch.Tensor]], ds: TDDataset, floor: float) -> pd.DataFrame:
+    """Table 1: RMSE and Gaussian NLL of each method's (mean, variance) against the true values, train and test."""
     split = np.asarray(ds.split)
     rows = []
     for sp in ("train", "test"):
@@ -287,20 +296,45 @@ def run_env(env: str, cfg: DictConfig) -> dict:
             rows.append(
                 {"split": sp, "method": name, "n_states": len(idx), **_metrics(mu[idx], var[idx], ds.ys[idx], floor)}
             )
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def run_env(env: str, cfg: DictConfig) -> dict:
+    """The whole study for one environment; returns tables and arrays for the figures."""
+    e = cfg[env]
+    seed = int(cfg.seed)
+    ds = build_dataset(env, cfg, seed)
+    mode, tau = str(cfg.mode), float(cfg.tau)
+    models = make_models(int(e.n_inits), ds.x.shape[1], e.model, seed)
+    steps = checkpoint_steps(int(e.n_steps), int(e.n_checkpoints))
+    times = [float(s) for s in steps] + [math.inf]
+    lin = linearise_all(env, models, ds, e, times, cfg)
+    nets = models[: int(e.n_nets)]
+    trained = train_ensemble(nets, ds, lin.lr, steps, mode, tau, _DTYPES[e.train_dtype])
+    nn_final = trained[0][-1]
+    analytic = analytic_ensemble(ds, e.model, lin.lr, times[-2], mode, tau) if cfg.analytic else None
+    T = int(e.n_steps)
+    methods = {
+        f"NNs ({len(nets)} nets, {T} steps)": (nn_final.mean(0), nn_final.var(0)),
+        f"TD-NTK empirical ({len(models)} inits, t={T})": (lin.preds[:, -2].mean(0), lin.preds[:, -2].var(0)),
+        f"TD-NTK empirical ({len(models)} inits, t=inf)": (lin.preds[:, -1].mean(0), lin.preds[:, -1].var(0)),
+    }
+    if analytic is not None:
+        methods[f"TD-NTK analytic (inf width, t={T})"] = (analytic[0][0], analytic[1][0])
+        methods["TD-NTK analytic (inf width, t=inf)"] = (analytic[0][1], analytic[1][1])
     info = {
         **ds.info,
-        "lr": lr,
-        "eta_critical": eta_crit,
-        "lambda_bar_max": float(torch.linalg.eigvalsh(theta_bar(blocks0, ds.g)).max()),
+        "lr": lin.lr,
+        "eta_critical": lin.eta_crit,
+        "lambda_bar_max": float(torch.linalg.eigvalsh(theta_bar(lin.blocks0, ds.g)).max()),
     }
     return {
-        "table": table,
-        "distance": distance,
+        "table": accuracy_table(methods, ds, float(cfg.var_floor)),
+        "distance": distance_table(nets, ds, lin, steps, trained, mode),
         "info": info,
         "ds": ds,
-        "nn_final": nn_preds[-1],
-        "lin_final": lin[:, -2],
+        "nn_final": nn_final,
+        "lin_final": lin.preds[:, -2],
         "analytic": None if analytic is None else (analytic[0][0], analytic[1][0]),
         "steps": steps,
     }

@@ -9,9 +9,9 @@ optimised with SGD (lr 1.5), minibatch 1, 10 epochs, so 20 gradient steps altern
 the clip limit π_old(1 + ε) ("overshoot"), with α = −1 a step on each state pushes the other one down, below its
 initial value ("interfere").
 
-The loss is the agent's own :func:`repdyn.agents.losses.ppo_clip_objective`. :func:`closed_form_step` is the update
-of App. C (θ1 += δ_s, θ2 −= δ_s with δ_s = η A/π_old(a1|s) · φ(s) π(a1|s) π(a2|s), zero once the ratio left the clip
-range in the advantage's direction), used to check the autograd path.
+The loss is the agent's own :func:`repdyn.agents.losses.ppo_clip_objective`. The tests check this autograd path
+against the closed-form update of App. C (θ1 += δ_s, θ2 −= δ_s with δ_s = η A/π_old(a1|s) · φ(s) π(a1|s) π(a2|s),
+zero once the ratio left the clip range in the advantage's direction).
 
 Run: ``python -m repdyn.theory.trust_region_toy`` (Hydra; config ``conf/theory/trust_region_toy.yaml``). Writes
 ``trust_region_toy.csv/.md`` (every step), ``trust_region_toy_summary.csv/.md``, ``trust_region_toy_draws.csv/.md``,
@@ -41,28 +41,6 @@ from repdyn.paths import CONF_DIR, HISTORY_FILE
 from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
 
 
-def action_probs(theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-    """Softmax probabilities π(a_i|s) ∝ exp(θ_i φ(s)) for 1-D features ``phi`` [N] and head ``theta`` [2] → [N, 2]."""
-    return torch.softmax(phi[:, None] * theta[None, :], dim=-1)
-
-
-def closed_form_step(
-    theta: torch.Tensor, phi_s: float, old_prob_a1: float, advantage: float, lr: float, clip_eps: float
-) -> torch.Tensor:
-    """One SGD ascent step of PPO-Clip on the single sample (s, a1), in closed form (Moalla et al. App. C, eqs. 3-4).
-
-    θ1_new = θ1 + δ_s, θ2_new = θ2 − δ_s, δ_s = η · A/π_old(a1|s) · φ(s) · π_θ(a1|s) π_θ(a2|s), where the bracket is
-    ∂π(a1|s)/∂θ1 = −∂π(a1|s)/∂θ2. The clipped surrogate has zero gradient when the ratio r = π_θ(a1|s)/π_old(a1|s)
-    is past the clip limit in the direction the advantage pushes (r > 1 + ε for A > 0, r < 1 − ε for A < 0).
-    """
-    p = action_probs(theta, torch.tensor([phi_s], dtype=theta.dtype))[0]
-    ratio = p[0] / old_prob_a1
-    if (advantage > 0 and ratio > 1 + clip_eps) or (advantage < 0 and ratio < 1 - clip_eps):
-        return theta.clone()
-    delta = lr * advantage / old_prob_a1 * phi_s * p[0] * p[1]
-    return theta + torch.stack([delta, -delta])
-
-
 @dataclass(frozen=True)
 class ToyResult:
     """Trajectory of one toy run: ``steps`` rows (step 0 = before any update) and the quantities they derive from."""
@@ -72,6 +50,62 @@ class ToyResult:
     theta0: torch.Tensor
     old_probs: torch.Tensor  # π_old(a1|x), π_old(a1|y)
     table: pd.DataFrame
+
+
+def _check_toy_args(order: str, epochs: int, clip_eps: float) -> None:
+    if order not in ("xy", "yx"):
+        raise ValueError(f"order must be 'xy' or 'yx', got {order!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not (0 < clip_eps < 1):
+        raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps}")
+
+
+def _linear_head(theta0: torch.Tensor) -> nn.Linear:
+    """The policy head: logits = θ · φ(s) for action a1 (θ1) and a2 (θ2), no bias, float64."""
+    head = nn.Linear(1, 2, bias=False).double()
+    with torch.no_grad():
+        head.weight.copy_(theta0[:, None])
+    return head
+
+
+def _toy_row(
+    head: nn.Linear, phi: torch.Tensor, old_probs: torch.Tensor, step: int, updated: str, grad_zero: bool | None
+) -> dict:
+    """π(a1|x), π(a1|y), their ratios to π_old and θ after ``step`` gradient steps."""
+    with torch.no_grad():
+        p = torch.softmax(head(phi), dim=-1)[:, 0]
+    r = p / old_probs
+    return {
+        "step": step,
+        "updated_state": updated,
+        "grad_zero": grad_zero,
+        "p_a1_x": float(p[0]),
+        "p_a1_y": float(p[1]),
+        "ratio_x": float(r[0]),
+        "ratio_y": float(r[1]),
+        "theta1": float(head.weight.detach()[0, 0]),
+        "theta2": float(head.weight.detach()[1, 0]),
+    }
+
+
+def _clip_step(
+    head: nn.Linear,
+    opt: torch.optim.Optimizer,
+    phi_s: torch.Tensor,
+    old_log_prob_s: torch.Tensor,
+    adv: torch.Tensor,
+    clip_eps: float,
+) -> bool:
+    """One SGD step on −PPO-Clip for a single state; returns whether the clip zeroed the gradient."""
+    log_prob = torch.log_softmax(head(phi_s), dim=-1)[:, 0]
+    objective, _ = ppo_clip_objective(log_prob, old_log_prob_s, adv.expand(1), clip_eps)
+    loss = -objective.mean()
+    opt.zero_grad()
+    loss.backward()
+    grad_zero = bool(head.weight.grad.abs().max() == 0)
+    opt.step()
+    return grad_zero
 
 
 def simulate(
@@ -89,60 +123,29 @@ def simulate(
 
     Every gradient step goes through ``nn.Linear`` + ``torch.optim.SGD`` and the shared PPO loss, as in the agent.
     """
-    if order not in ("xy", "yx"):
-        raise ValueError(f"order must be 'xy' or 'yx', got {order!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if not (0 < clip_eps < 1):
-        raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps}")
+    _check_toy_args(order, epochs, clip_eps)
     theta0 = torch.as_tensor(theta0, dtype=torch.float64).reshape(2)
-    head = nn.Linear(1, 2, bias=False).double()
-    with torch.no_grad():
-        head.weight.copy_(theta0[:, None])
+    head = _linear_head(theta0)
     opt = torch.optim.SGD(head.parameters(), lr=lr)
     phi = torch.tensor([[phi_x], [alpha * phi_x]], dtype=torch.float64)  # rows: x, y
     with torch.no_grad():
         old_log_prob = torch.log_softmax(head(phi), dim=-1)[:, 0]  # log π_old(a1|s), frozen for the whole phase
     old_probs = old_log_prob.exp()
     adv = torch.tensor(advantage, dtype=torch.float64)
-
-    def record(step: int, updated: str, clipped: bool | None) -> dict:
-        with torch.no_grad():
-            p = torch.softmax(head(phi), dim=-1)[:, 0]
-        r = p / old_probs
-        return {
-            "step": step,
-            "updated_state": updated,
-            "grad_zero": clipped,
-            "p_a1_x": float(p[0]),
-            "p_a1_y": float(p[1]),
-            "ratio_x": float(r[0]),
-            "ratio_y": float(r[1]),
-            "theta1": float(head.weight.detach()[0, 0]),
-            "theta2": float(head.weight.detach()[1, 0]),
-        }
-
-    rows = [record(0, "-", None)]
+    rows = [_toy_row(head, phi, old_probs, 0, "-", None)]
     idx = {"x": 0, "y": 1}
     step = 0
     for _ in range(epochs):
         for s in order:
             i = idx[s]
-            log_prob = torch.log_softmax(head(phi[i : i + 1]), dim=-1)[:, 0]
-            objective, _ = ppo_clip_objective(log_prob, old_log_prob[i : i + 1], adv.expand(1), clip_eps)
-            loss = -objective.mean()
-            opt.zero_grad()
-            loss.backward()
-            grad_zero = bool(head.weight.grad.abs().max() == 0)
-            opt.step()
+            grad_zero = _clip_step(head, opt, phi[i : i + 1], old_log_prob[i : i + 1], adv, clip_eps)
             step += 1
-            rows.append(record(step, s, grad_zero))
+            rows.append(_toy_row(head, phi, old_probs, step, s, grad_zero))
     table = pd.DataFrame(rows)
     table.insert(0, "alpha", alpha)
-    table["clip_low_x"] = float(old_probs[0]) * (1 - clip_eps)
-    table["clip_high_x"] = float(old_probs[0]) * (1 + clip_eps)
-    table["clip_low_y"] = float(old_probs[1]) * (1 - clip_eps)
-    table["clip_high_y"] = float(old_probs[1]) * (1 + clip_eps)
+    for j, state in enumerate(("x", "y")):  # the clip range of π(a1|s): π_old(a1|s) · (1 ± ε)
+        table[f"clip_low_{state}"] = float(old_probs[j]) * (1 - clip_eps)
+        table[f"clip_high_{state}"] = float(old_probs[j]) * (1 + clip_eps)
     return ToyResult(alpha=alpha, phi_x=phi_x, theta0=theta0, old_probs=old_probs, table=table)
 
 

@@ -1,4 +1,4 @@
-"""A synthetic Hydra multirun with known curves, for tests and demos of the analysis (no training needed).
+"""A synthetic Hydra multirun with known curves, for the analysis tests (no training needed).
 
 Layout written: ``<root>/<job>/{history.jsonl, config.yaml, summary.json, .hydra/overrides.yaml}`` with jobs ordered
 like Hydra's ``-m agent.epochs=E1,E2 seed=S1,S2`` (epochs outer, seed inner). Every curve is an exact function of
