@@ -101,9 +101,8 @@ def test_td_ntk_entry_point(tmp_path: Path, env: str) -> None:
 def test_aux_tasks_entry_point(tmp_path: Path) -> None:
     _run(
         "repdyn.theory.aux_tasks", tmp_path,
-        "heads=400", "t_final=300", "n_times=30", "n_random_subspaces=20", "mdps.circle.n_states=12", "mdps.circle.reward_state=5",
-        "mdps.chain.n_states=10", "joint.report_times=[0,50]",
-        "value_path.n_random=10",
+        "heads=400", "t_final=300", "n_times=30", "n_random_subspaces=20", "mdps.circle.n_states=12",
+        "mdps.circle.reward_state=5", "mdps.chain.n_states=10", "joint.report_times=[0,50]", "value_path.n_random=10",
     )  # fmt: skip
     lim = pd.read_csv(tmp_path / "aux_tasks_limits.csv")
     assert len(lim) == 3 * 4 * 2 and set(lim.reward.astype(str)) == {"0", "R"}
