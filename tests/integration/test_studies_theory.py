@@ -96,3 +96,26 @@ def test_td_ntk_entry_point(tmp_path: Path, env: str) -> None:
     assert (dist.param_change_rel_nn.iloc[1:] > 0).all()
     hist = read_history(tmp_path / "history.jsonl")
     assert [h["step"] for h in hist] == dist.step.tolist() and f"td_ntk/{env}/func_rmse_nn_vs_lin" in hist[-1]
+
+
+def test_aux_tasks_entry_point(tmp_path: Path) -> None:
+    _run(
+        "repdyn.theory.aux_tasks", tmp_path,
+        "heads=400", "t_final=300", "n_times=30", "n_random_subspaces=20", "mdps.circle.n_states=12",
+        "mdps.circle.reward_state=5", "mdps.chain.n_states=10", "joint.report_times=[0,50]", "value_path.n_random=10",
+    )  # fmt: skip
+    lim = pd.read_csv(tmp_path / "aux_tasks_limits.csv")
+    assert len(lim) == 3 * 4 * 2 and set(lim.reward.astype(str)) == {"0", "R"}
+    # Table 1: Φ_∞ = 0 exactly for r = 0 except random cumulants; the limit subspace of the tasks whose heads share
+    # P^π are its EBFs (far below the random-subspace distance).
+    zero = lim[(lim.reward.astype(str) == "0") & (lim.task != "random_cumulants")]
+    assert (zero.phi_inf_M_rel_err == 0).all()
+    shared = lim[lim.task.isin(["ensemble", "random_cumulants", "multiple_gammas"]) & (lim.mdp != "random_sparse")]
+    assert (shared.d_limit < 1e-4).all() and (lim.d_random > 1.5).all()
+    assert (lim.d_limit_M_inf < 0.1 * lim.d_random).all()  # the M → ∞ flow, additional policies included
+    joint = pd.read_csv(tmp_path / "aux_tasks_joint.csv")
+    assert joint.max_head_value_rel_err.iloc[-1] < 1e-4
+    vp = pd.read_csv(tmp_path / "aux_tasks_value_path.csv").groupby(["feature_set", "with_value"]).r2.mean()
+    assert vp[("ebf", False)] > vp[("random", False)] + 0.3
+    for f in ("aux_tasks_distances.png", "aux_tasks_value_path.png", "aux_tasks_limits.md"):
+        assert (tmp_path / f).exists()
