@@ -224,54 +224,16 @@ def validate(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     _check_no_credentials(plain)
     _check_schema(plain)
     _check_finite(plain)
-    env, agent, model, train = cfg.env, cfg.agent, cfg.model, cfg.train
-    _check(env.family in FAMILIES, "env.family", f"must be one of {FAMILIES}, got {env.family!r}")
-    for key in ("num_envs", "frames_per_env", "obs_norm_steps", "capacity_samples", "capacity_num_envs"):
-        _check(env[key] >= 1, f"env.{key}", f"must be ≥ 1, got {env[key]}")
-    _check(env.capacity_epochs >= 1, "env.capacity_epochs", f"must be ≥ 1, got {env.capacity_epochs}")
-    _check(
-        env.max_episode_steps is None or env.max_episode_steps >= 1,
-        "env.max_episode_steps",
-        f"must be ≥ 1 or null (the env's own limit), got {env.max_episode_steps}",
-    )
-    _check(train.total_frames > 0, "train.total_frames", f"must be > 0, got {train.total_frames}")
-    for key in ("log_every", "checkpoint_every"):
-        v = train[key]
-        _check(0 < v <= 1, f"train.{key}", f"must be a fraction of the budget in (0, 1], got {v}")
-    _check(train.threads is None or train.threads >= 1, "train.threads", f"must be ≥ 1 or null, got {train.threads}")
-    _check(
-        train.collector in ("lean", "torchrl"), "train.collector", f"must be lean or torchrl, got {train.collector!r}"
-    )
+    _check_env_section(cfg.env)
+    _check_train_section(cfg.train)
     _check(0 <= cfg.seed <= SEED_MAX, "seed", f"must be in [0, {SEED_MAX}] (numpy's seed range), got {cfg.seed}")
     _check_name(cfg.name)
     _check_device(cfg.device)
-    _check(model.name in ("mlp", "cnn"), "model.name", f"must be 'mlp' or 'cnn', got {model.name!r}")
-    _check(
-        model.activation in ACTIVATIONS, "model.activation", f"must be one of {ACTIVATIONS}, got {model.activation!r}"
-    )
-    _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden), "model.hidden", "needs ≥ 1 positive width")
-    _check(model.min_scale > 0, "model.min_scale", f"must be > 0, got {model.min_scale}")
-    _check(
-        (model.name == "cnn") == (env.family == "atari"),
-        "model",
-        "use model=cnn with env=atari/* and model=mlp otherwise",
-    )
-    _check(
-        cfg.logger.backend in ("wandb", "none"),
-        "logger.backend",
-        f"must be 'wandb' or 'none', got {cfg.logger.backend!r}",
-    )
-    _check(
-        cfg.logger.mode in ("offline", "online", "disabled"),
-        "logger.mode",
-        f"must be one of ('offline', 'online', 'disabled'), got {cfg.logger.mode!r}",
-    )
-    for key in ("inject_nan_at_step", "stop_after_batches"):
-        v = cfg.debug[key]
-        _check(v is None or v >= 0, f"debug.{key}", f"must be ≥ 0 or null, got {v}")
-    if agent.name == "ppo":
+    _check_model_section(cfg.model, cfg.env.family)
+    _check_logger_and_debug(cfg.logger, cfg.debug)
+    if cfg.agent.name == "ppo":
         _validate_ppo(cfg)
-    if agent.name == "dqn":
+    if cfg.agent.name == "dqn":
         _validate_dqn(cfg)
     try:
         OmegaConf.to_object(cfg.metrics)  # MetricsConfig.__post_init__ validates its fields
@@ -281,6 +243,55 @@ def validate(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     _check_env(cfg)
     _check_network_memory(cfg)
     validate_interventions(cfg)
+
+
+def _check_env_section(env: DictConfig) -> None:
+    _check(env.family in FAMILIES, "env.family", f"must be one of {FAMILIES}, got {env.family!r}")
+    for key in ("num_envs", "frames_per_env", "obs_norm_steps", "capacity_samples", "capacity_num_envs"):
+        _check(env[key] >= 1, f"env.{key}", f"must be ≥ 1, got {env[key]}")
+    _check(env.capacity_epochs >= 1, "env.capacity_epochs", f"must be ≥ 1, got {env.capacity_epochs}")
+    _check(
+        env.max_episode_steps is None or env.max_episode_steps >= 1,
+        "env.max_episode_steps",
+        f"must be ≥ 1 or null (the env's own limit), got {env.max_episode_steps}",
+    )
+
+
+def _check_train_section(train: DictConfig) -> None:
+    _check(train.total_frames > 0, "train.total_frames", f"must be > 0, got {train.total_frames}")
+    for key in ("log_every", "checkpoint_every"):
+        v = train[key]
+        _check(0 < v <= 1, f"train.{key}", f"must be a fraction of the budget in (0, 1], got {v}")
+    _check(train.threads is None or train.threads >= 1, "train.threads", f"must be ≥ 1 or null, got {train.threads}")
+    _check(
+        train.collector in ("lean", "torchrl"), "train.collector", f"must be lean or torchrl, got {train.collector!r}"
+    )
+
+
+def _check_model_section(model: DictConfig, env_family: str) -> None:
+    _check(model.name in ("mlp", "cnn"), "model.name", f"must be 'mlp' or 'cnn', got {model.name!r}")
+    _check(
+        model.activation in ACTIVATIONS, "model.activation", f"must be one of {ACTIVATIONS}, got {model.activation!r}"
+    )
+    _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden), "model.hidden", "needs ≥ 1 positive width")
+    _check(model.min_scale > 0, "model.min_scale", f"must be > 0, got {model.min_scale}")
+    _check(
+        (model.name == "cnn") == (env_family == "atari"),
+        "model",
+        "use model=cnn with env=atari/* and model=mlp otherwise",
+    )
+
+
+def _check_logger_and_debug(logger: DictConfig, debug: DictConfig) -> None:
+    _check(logger.backend in ("wandb", "none"), "logger.backend", f"must be 'wandb' or 'none', got {logger.backend!r}")
+    _check(
+        logger.mode in ("offline", "online", "disabled"),
+        "logger.mode",
+        f"must be one of ('offline', 'online', 'disabled'), got {logger.mode!r}",
+    )
+    for key in ("inject_nan_at_step", "stop_after_batches"):
+        v = debug[key]
+        _check(v is None or v >= 0, f"debug.{key}", f"must be ≥ 0 or null, got {v}")
 
 
 def _check_scheduled_metrics(cfg: DictConfig) -> None:
@@ -559,6 +570,24 @@ def _check_network_memory(cfg: DictConfig) -> None:
     )
 
 
+def _check_replay_layout(agent: DictConfig, env_family: str) -> None:
+    _check(
+        agent.replay_next_obs in ("full", "last_frame"),
+        "agent.replay_next_obs",
+        f"must be 'full' or 'last_frame', got {agent.replay_next_obs!r}",
+    )
+    _check(
+        agent.replay_next_obs == "full" or env_family == "atari",
+        "agent.replay_next_obs",
+        "'last_frame' needs frame-stacked observations (env=atari/*)",
+    )
+    _check(
+        agent.replay_storage in ("memory", "memmap"),
+        "agent.replay_storage",
+        f"must be 'memory' or 'memmap', got {agent.replay_storage!r}",
+    )
+
+
 def _validate_dqn(cfg: DictConfig) -> None:
     agent = cfg.agent
     _check(cfg.env.family != "mujoco", "agent", "agent=dqn needs discrete actions; env=mujoco/* is continuous")
@@ -573,21 +602,7 @@ def _validate_dqn(cfg: DictConfig) -> None:
     _check(agent.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {agent.adam_eps}")
     _check(agent.learning_starts >= 0, "agent.learning_starts", f"must be ≥ 0, got {agent.learning_starts}")
     _check(agent.replay_ratio > 0, "agent.replay_ratio", f"must be > 0, got {agent.replay_ratio}")
-    _check(
-        agent.replay_next_obs in ("full", "last_frame"),
-        "agent.replay_next_obs",
-        f"must be 'full' or 'last_frame', got {agent.replay_next_obs!r}",
-    )
-    _check(
-        agent.replay_next_obs == "full" or cfg.env.family == "atari",
-        "agent.replay_next_obs",
-        "'last_frame' needs frame-stacked observations (env=atari/*)",
-    )
-    _check(
-        agent.replay_storage in ("memory", "memmap"),
-        "agent.replay_storage",
-        f"must be 'memory' or 'memmap', got {agent.replay_storage!r}",
-    )
+    _check_replay_layout(agent, cfg.env.family)
     _check(agent.loss in ("huber", "l2"), "agent.loss", f"must be 'huber' or 'l2', got {agent.loss!r}")
     _check(
         agent.target_update in ("hard", "soft"),
