@@ -140,9 +140,10 @@ class PPOAgent:
         permutation each epoch, the last partial one dropped); returns logged scalars and all ratios."""
         a = self.acfg
         flat = batch.select(*UPDATE_KEYS, strict=False).reshape(-1)
-        obs, action, old_log_prob = flat["observation"], flat["action"], flat["action_log_prob"]
-        advantage, target = flat["advantage"].squeeze(-1), flat["value_target"]
-        adds_loss = hooks_add_loss(hooks)
+        # plain tensors looked up once: a TensorDict lookup per minibatch costs more than the arithmetic
+        data = (flat["observation"], flat["action"], flat["action_log_prob"], flat["advantage"].squeeze(-1))
+        data = (*data, flat["value_target"])
+        extra_hooks = hooks if hooks_add_loss(hooks) else None
         size = a.minibatch_size
         ratios, rows, extra_sums = [], [], {}
         poison = self.nan_at_step is not None and env_steps >= self.nan_at_step
@@ -150,55 +151,73 @@ class PPOAgent:
             perm = torch.randperm(flat.shape[0])
             for i in range(self.minibatches_per_epoch):
                 idx = perm[i * size : (i + 1) * size]
-                mb_obs, mb_old_log_prob = obs[idx], old_log_prob[idx]
-                actor_out = self.actor(mb_obs)
-                log_prob = self.log_prob(actor_out, action[idx])
-                adv = advantage[idx]
-                if a.normalize_advantage:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                objective, ratio = ppo_clip_objective(log_prob, mb_old_log_prob, adv, a.clip_eps)
-                policy_loss = -objective.mean()
-                with torch.set_grad_enabled(a.entropy_coef != 0):  # without a bonus it is only logged
-                    entropy = self.entropy(actor_out).mean()
-                critic_out = self.critic(mb_obs)
-                value_loss = (critic_out[0] - target[idx]).pow(2).mean()
-                loss = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy
-                extras = hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if adds_loss else {}
-                for v in extras.values():
-                    loss = loss + v
-                if poison:
-                    loss = loss * float("nan")
-                    poison = False
-                if not torch.isfinite(loss):
-                    raise Diverged("loss/total")
-                zero_grads(self.optimizers.values())
-                loss.backward()
-                grad_norms = self._clip_grads()
-                step_all(self.optimizers.values())
-                log_ratio = log_prob.detach() - mb_old_log_prob
-                ratios.append(ratio.detach())
-                # one stacked row per step, summed once at the end (instead of a dozen scalar adds per step)
-                rows.append(
-                    torch.stack(
-                        [
-                            policy_loss.detach(),
-                            value_loss.detach(),
-                            entropy.detach(),
-                            loss.detach(),
-                            (-log_ratio).mean(),
-                            ((log_ratio.exp() - 1) - log_ratio).mean(),
-                            *grad_norms,
-                        ]
-                    )
-                )
+                row, ratio, extras, objective = self._minibatch_step(data, idx, flat, extra_hooks, poison)
+                poison = False
+                ratios.append(ratio)
+                rows.append(row)
                 for k, v in extras.items():
                     extra_sums[k] = extra_sums.get(k, 0.0) + v.detach()
+        return self._update_result(rows, torch.cat(ratios), extra_sums, objective)
+
+    def _minibatch_step(
+        self, data: tuple[torch.Tensor, ...], idx: torch.Tensor, flat: TensorDict, hooks: Any, poison: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """One clipped-surrogate Adam step on minibatch ``idx``: L = −mean(min(ρA, clip(ρ)A)) + c_v·MSE(V, V_targ)
+        − c_e·H (+ intervention losses). Returns (the step's stacked statistics, its ratios ρ, the intervention
+        losses, the surrogate objective)."""
+        a = self.acfg
+        obs, action, old_log_prob, advantage, target = data
+        mb_obs, mb_old_log_prob = obs[idx], old_log_prob[idx]
+        actor_out = self.actor(mb_obs)
+        log_prob = self.log_prob(actor_out, action[idx])
+        adv = advantage[idx]
+        if a.normalize_advantage:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        objective, ratio = ppo_clip_objective(log_prob, mb_old_log_prob, adv, a.clip_eps)
+        policy_loss = -objective.mean()
+        with torch.set_grad_enabled(a.entropy_coef != 0):  # without a bonus it is only logged
+            entropy = self.entropy(actor_out).mean()
+        critic_out = self.critic(mb_obs)
+        value_loss = (critic_out[0] - target[idx]).pow(2).mean()
+        loss = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy
+        extras = hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if hooks is not None else {}
+        for v in extras.values():
+            loss = loss + v
+        if poison:
+            loss = loss * float("nan")
+        if not torch.isfinite(loss):
+            raise Diverged("loss/total")
+        zero_grads(self.optimizers.values())
+        loss.backward()
+        grad_norms = self._clip_grads()
+        step_all(self.optimizers.values())
+        log_ratio = log_prob.detach() - mb_old_log_prob
+        # one stacked row per step, summed once at the end (instead of a dozen scalar adds per step)
+        stats = [
+            policy_loss,
+            value_loss,
+            entropy,
+            loss,
+            (-log_ratio).mean(),
+            ((log_ratio.exp() - 1) - log_ratio).mean(),
+        ]
+        row = torch.stack([t.detach() for t in stats] + list(grad_norms))
+        return row, ratio.detach(), extras, objective
+
+    def _update_result(
+        self,
+        rows: list[torch.Tensor],
+        all_ratios: torch.Tensor,
+        extra_sums: dict[str, torch.Tensor],
+        objective: torch.Tensor,
+    ) -> UpdateResult:
+        """Means over the batch's steps, the clip fraction, learning rates and the trust-region metrics."""
+        a = self.acfg
         n = a.epochs * self.minibatches_per_epoch
         means = (torch.stack(rows).sum(0) / n).tolist()
         names = [*_STEP_STATS, *(f"opt/{k}/grad_norm" for k in self.optimizers)]
         scalars = dict(zip(names, means, strict=True))
         scalars.update({f"loss/{k}": float(v) / n for k, v in extra_sums.items()})
-        all_ratios = torch.cat(ratios)
         scalars["ppo/clip_fraction"] = float(((all_ratios - 1).abs() > a.clip_eps).float().mean())
         scalars["ppo/objective_last"] = float(objective.detach().mean())
         for name, opt in self.optimizers.items():
