@@ -124,3 +124,30 @@ def test_agents_declare_the_protocol_and_metric_views(compose, overrides) -> Non
     for protocol in (Agent, CapacityProbed, NTKViews, UpdateRankViews):
         assert isinstance(agent, protocol), protocol.__name__
     assert not isinstance(object(), NTKViews)  # the check is not vacuous
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def _long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
+    """(name, lines) of every function or method longer than ``limit`` lines, ``def`` to last line."""
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_long_function_finder_finds_a_planted_one() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    assert _long_functions(f"def short():\n    pass\n\ndef planted():\n{body}\n") == [("planted", 61)]
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    """Small functions named for what they do: a newcomer reads one screen at a time."""
+    long = [
+        f"{path.relative_to(SRC)}:{name} ({n} lines)"
+        for path in sorted((SRC / "repdyn").rglob("*.py"))
+        for name, n in _long_functions(path.read_text())
+    ]
+    assert long == []
