@@ -19,69 +19,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from repdyn.agents.config import DQNConfig, PPOConfig
+from repdyn.envs.config import EnvConfig
 from repdyn.errors import ConfigError
+from repdyn.logging.config import LoggerConfig
 from repdyn.metrics.config import MetricsConfig
-
-
-@dataclass
-class EnvConfig:
-    family: str = MISSING  # classic | mujoco | atari
-    id: str = MISSING  # gymnasium id, e.g. Hopper-v5, CartPole-v1, ALE/Phoenix-v5
-    num_envs: int = 2
-    frames_per_env: int = 1024  # rollout length per env; a batch is num_envs × frames_per_env env steps
-    max_episode_steps: int | None = None
-    obs_norm: bool = False  # standardise observations with stats from random steps, then frozen (docs/experiments.md)
-    obs_norm_steps: int = 4000
-    atari: dict[str, Any] = field(default_factory=dict)  # keyword args of repdyn.envs.atari.make_atari_env
-    # capacity-loss probe (docs/metrics.md#capacity-loss): agent steps rolled out by the target policy, its envs, epochs
-    capacity_samples: int = 4000
-    capacity_num_envs: int = 4
-    capacity_epochs: int = 4
-
-
-@dataclass
-class PPOConfig:
-    name: str = "ppo"
-    epochs: int = 10
-    minibatch_size: int = 64
-    lr: float = 3e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    adam_eps: float = 1e-5
-    max_grad_norm: float = 0.5
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    entropy_coef: float = 0.0
-    value_coef: float = 0.5
-    normalize_advantage: bool = True  # per minibatch (docs/experiments.md)
-
-
-@dataclass
-class DQNConfig:
-    """DQN (src/repdyn/agents/dqn.py); defaults = conf/agent/dqn.yaml (rl-zoo Acrobot-v1 with the 2×64 net)."""
-
-    name: str = "dqn"
-    lr: float = 6.3e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    adam_eps: float = 1e-8
-    max_grad_norm: float = 10.0
-    gamma: float = 0.99
-    minibatch_size: int = 128  # transitions per TD gradient step
-    buffer_size: int = 50_000
-    learning_starts: int = 1_000  # replay size before the first gradient step
-    replay_ratio: float = 1.0  # gradient steps per collected env step
-    loss: str = "huber"  # huber | l2
-    double_dqn: bool = False
-    target_update: str = "hard"  # hard | soft
-    target_update_interval: int = 250  # gradient steps between hard target copies
-    tau: float = 0.005  # soft update rate (target_update=soft)
-    eps_init: float = 1.0
-    eps_end: float = 0.1
-    eps_frames: int = 12_000  # env steps of linear ε annealing
-    checkpoint_replay: bool = True  # put the replay buffer into checkpoints (exact resume)
-    replay_storage: str = "memory"  # memory (LazyTensorStorage) | memmap (LazyMemmapStorage, on disk)
-    replay_dir: str | None = None  # memmap files; None → <run dir>/replay
-    replay_next_obs: str = "full"  # full | last_frame (frame stacks: next obs = obs[1:] + its newest frame)
 
 
 @dataclass
@@ -90,16 +32,6 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     min_scale: float = 1e-4  # floor added to softplus(std) of the TanhNormal head
-
-
-@dataclass
-class LoggerConfig:
-    backend: str = "wandb"  # wandb | none
-    mode: str = "offline"  # offline | online | disabled
-    project: str = "repdyn"
-    entity: str | None = None
-    group: str | None = None  # default: the experiment name
-    tags: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from repdyn.config import validate
-from repdyn.envs import make_env
+from repdyn.envs.make import make_env
 from repdyn.paths import CONF_DIR
 from tests.conftest import history, run_cli, summary
 

@@ -12,7 +12,7 @@ import torch
 
 from repdyn.agents import build_agent
 from repdyn.collection import make_collector
-from repdyn.envs import make_env
+from repdyn.envs.make import make_env
 from repdyn.envs.obs_norm import add_frozen_obs_norm
 from repdyn.interventions import Hooks
 from tests.conftest import history, run_cli, strip_perf

@@ -115,7 +115,7 @@ def test_low_layers_do_not_import_run_level_modules() -> None:
 def test_agents_declare_the_protocol_and_metric_views(compose, overrides) -> None:
     from repdyn.agents import build_agent
     from repdyn.agents.base import Agent, CapacityProbed, NTKViews, UpdateRankViews
-    from repdyn.envs import make_env
+    from repdyn.envs.make import make_env
 
     cfg = compose([*overrides, "logger=none"])
     env = make_env(cfg.env, 0)

@@ -91,7 +91,7 @@ def test_budget_is_rounded_up_to_whole_batches_with_a_warning(compose_hydra):
 def test_agent_networks_are_built_on_the_configured_device(compose):
     """``device`` is read where the agent is built: its networks are created there (meta: no memory, any machine)."""
     from repdyn.agents import build_agent
-    from repdyn.envs import make_env
+    from repdyn.envs.make import make_env
 
     cfg = compose([*CARTPOLE, "env.num_envs=1"])
     env = make_env(cfg.env, 0)

@@ -14,7 +14,7 @@ from torch import nn
 
 from repdyn.agents import build_agent
 from repdyn.agents.dqn import DQNAgent, epsilon_at
-from repdyn.envs import make_env
+from repdyn.envs.make import make_env
 
 OBS_DIM, N_ACTIONS = 6, 3
 

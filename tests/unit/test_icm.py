@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from repdyn.agents import build_agent
-from repdyn.envs import make_env
+from repdyn.envs.make import make_env
 from repdyn.interventions.icm import ICM, RunningMoments
 
 

@@ -7,7 +7,7 @@ import torch
 
 from repdyn.agents import build_agent
 from repdyn.collection import make_collector
-from repdyn.envs import make_env
+from repdyn.envs.make import make_env
 
 
 def test_next_values_equal_the_critic_on_next_observations(compose) -> None:

@@ -55,7 +55,7 @@ def test_last_frame_replay_rebuilds_every_next_stack_of_a_real_ale_rollout(compo
     """agent.replay_next_obs=last_frame (dqn_atari's default) on real ALE transitions across episode ends (frame cap
     300 → 100-step episodes): the replay stores one next frame and gives back exactly the collected next stacks."""
     from repdyn.agents import build_agent
-    from repdyn.envs import make_env
+    from repdyn.envs.make import make_env
 
     cfg = compose(
         ["agent=dqn_atari", "env=atari/phoenix", "env.num_envs=2", "agent.buffer_size=1000",

@@ -150,7 +150,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
     over ``repeats`` batches of ``epochs`` epochs each."""
     from repdyn.agents import build_agent
     from repdyn.collection import make_collector
-    from repdyn.envs import make_env
+    from repdyn.envs.make import make_env
     from repdyn.interventions import Hooks
     from repdyn.models import NatureCNN
 

@@ -52,7 +52,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int, des
 
 def _acrobot_agent(capacity: int, minibatch: int | None = None):
     from repdyn.agents import build_agent
-    from repdyn.envs import make_env
+    from repdyn.envs.make import make_env
 
     cfg = compose_train(
         [

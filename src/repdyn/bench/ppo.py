@@ -46,7 +46,7 @@ def build_pieces(cfg, reference_env: bool = False, kind: str = "torchrl"):
     torchrl's ``GymWrapper`` env instead when ``reference_env`` (torchrl collector only)."""
     from repdyn.agents import build_agent
     from repdyn.collection import make_collector
-    from repdyn.envs import make_env
+    from repdyn.envs.make import make_env
     from repdyn.envs.obs_norm import add_frozen_obs_norm
 
     e = cfg.env

@@ -54,7 +54,7 @@ class CapacityProbe:
     @torch.no_grad()
     def _collect(self, train_env: Any) -> torch.Tensor:
         """Roll out the target's policy; the obs-norm transform state is copied from the training env."""
-        from repdyn.envs import make_env
+        from repdyn.envs.make import make_env
         from repdyn.envs.obs_norm import add_frozen_obs_norm
 
         e = self.cfg.env
@@ -107,7 +107,7 @@ def probe_run_dir(run_dir: str | Path) -> dict[int, dict[str, float]]:
     from tqdm import tqdm
 
     from repdyn.agents import build_agent
-    from repdyn.envs import make_env
+    from repdyn.envs.make import make_env
     from repdyn.envs.obs_norm import add_frozen_obs_norm
     from repdyn.logging.history import merge_records
 
