@@ -124,6 +124,20 @@ def collector_with_cnn_policy(game: str, batches: int, steps_per_env: int = 128)
     return rate
 
 
+def bare_cnn_step(
+    nets: Sequence[torch.nn.Module], opts: Sequence[torch.optim.Optimizer], obs: torch.Tensor, target: torch.Tensor
+) -> None:
+    """One plain gradient step per network (forward, squared error, backward, clip at 0.5, Adam): the floor of a PPO
+    minibatch step on Nature CNNs."""
+    for net, opt in zip(nets, opts, strict=True):
+        out, _, _ = net(obs)
+        loss = (out.mean(-1) - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+        opt.step()
+
+
 def bare_update(steps: int, pair: bool, minibatch: int = 256, num_actions: int = 8) -> float:
     """Minibatch steps/s of plain PyTorch: uint8 frames → Nature CNN(s) → loss → backward → Adam (lr 2.5e-4)."""
     torch.manual_seed(0)
@@ -132,16 +146,12 @@ def bare_update(steps: int, pair: bool, minibatch: int = 256, num_actions: int =
     obs = torch.randint(0, 256, (minibatch, 4, 84, 84), dtype=torch.uint8)
     target = torch.randn(minibatch)
 
-    def step() -> None:
-        for net, opt in zip(nets, opts, strict=True):
-            out, _, _ = net(obs)
-            loss = (out.mean(-1) - target).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
-            opt.step()
-
-    return _rate(step, steps, "bare update" + (" (actor+critic)" if pair else ""), warmup=2)[0]
+    return _rate(
+        lambda: bare_cnn_step(nets, opts, obs, target),
+        steps,
+        "bare update" + (" (actor+critic)" if pair else ""),
+        warmup=2,
+    )[0]
 
 
 def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
@@ -174,13 +184,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
     target = torch.randn(mb)
 
     def bare() -> None:  # actor + critic: forward, loss, backward, clip, Adam — the floor of one PPO minibatch
-        for net, opt in zip((actor, critic), opts, strict=True):
-            out, _, _ = net(obs)
-            loss = (out.mean(-1) - target).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
-            opt.step()
+        bare_cnn_step((actor, critic), opts, obs, target)
 
     bare_times = []
     for r in tqdm(range(repeats), desc="PPO-Atari batch: collect, update, bare", leave=False):
