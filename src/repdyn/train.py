@@ -25,12 +25,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from repdyn import checkpoint as ckpt
 from repdyn.collection import collector_state, load_collector_state
 from repdyn.config import ConfigError, register_configs, to_container, validate
 from repdyn.paths import CHECKPOINT_DIR, CONF_DIR, CONFIG_FILE, HISTORY_FILE, REPO_ROOT, SUMMARY_FILE
+from repdyn.progress import progress_bar
 from repdyn.schedule import Schedule
 from repdyn.stop_signal import BatchAborted, StopRequest
 
@@ -65,13 +65,6 @@ def torch_threads(threads: int | None, model: str, cpus: int | None = None) -> i
     if threads is not None:
         return threads
     return (available_cpus() if cpus is None else cpus) if model == "cnn" else 1
-
-
-def show_progress(enabled: bool, stream: Any) -> bool:
-    """The progress bar is drawn only on a terminal: in a Slurm or CI log its carriage-return redraws would pile up
-    into one huge line."""
-    isatty = getattr(stream, "isatty", None)
-    return bool(enabled) and callable(isatty) and bool(isatty())
 
 
 def _git_commit() -> str | None:
@@ -284,11 +277,11 @@ class Run:
     def train(self, stop: StopRequest) -> None:
         cfg = self.cfg
         stop_after = cfg.debug.stop_after_batches  # read once: an OmegaConf lookup costs ~0.1 ms per batch
-        bar = tqdm(
+        bar = progress_bar(
             total=self.total,
             initial=self.env_steps,
             unit="step",
-            disable=not show_progress(cfg.train.progress, sys.stderr),
+            enabled=cfg.train.progress,
             dynamic_ncols=True,
         )
         t_start, steps_start, metric_time = time.time(), self.env_steps, 0.0

@@ -21,7 +21,7 @@ def test_slurm_allocation_caps_available_cpus() -> None:
 def test_progress_bar_only_on_a_terminal() -> None:
     import io
 
-    from repdyn.train import show_progress
+    from repdyn.progress import show_progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -30,3 +30,21 @@ def test_progress_bar_only_on_a_terminal() -> None:
     assert show_progress(True, Tty())
     assert not show_progress(False, Tty())
     assert not show_progress(True, io.StringIO())  # a Slurm .err file, a CI log, a pipe
+
+
+def test_every_bar_is_off_when_stderr_is_not_a_terminal(monkeypatch) -> None:
+    """repdyn.progress.progress_bar (used by training, probes, studies, analysis and benchmarks) draws nothing into a
+    log file, and draws on a terminal unless switched off."""
+    import io
+
+    from repdyn.progress import progress_bar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert progress_bar(range(3)).disable
+    monkeypatch.setattr("sys.stderr", Tty())
+    assert not progress_bar(range(3)).disable
+    assert progress_bar(range(3), enabled=False).disable

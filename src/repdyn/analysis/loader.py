@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from repdyn.analysis.members import sweep_notes
 from repdyn.logging.history import HistoryError, iter_history
 from repdyn.paths import CONFIG_FILE, HISTORY_FILE, PREVIOUS_PREFIX, SUMMARY_FILE
+from repdyn.progress import progress_bar
 
 
 class AnalysisError(ValueError):
@@ -372,8 +372,8 @@ def load_runs(
     ids = _run_ids(dirs)
     records = [
         read_run(d, rid)
-        for d, rid in tqdm(
-            list(zip(dirs, ids, strict=True)), desc="loading runs", unit="run", disable=not progress, leave=False
+        for d, rid in progress_bar(
+            list(zip(dirs, ids, strict=True)), enabled=progress, desc="loading runs", unit="run", leave=False
         )
     ]
     runset = build_runset(

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from repdyn.analysis.loader import DEFAULT_COMPAT_KEYS, AnalysisError, RunRecord, RunSet, build_runset, history_frame
+from repdyn.progress import progress_bar
 
 
 def _config_from_wandb(raw: dict[str, Any]) -> DictConfig:
@@ -84,7 +84,7 @@ def load_wandb_runs(
     runs = list(api.runs(path, filters={"group": group} if group else None))
     if not runs:
         raise AnalysisError(f"no W&B runs in {path}" + (f" with group={group!r}" if group else ""))
-    records = [wandb_run_record(r) for r in tqdm(runs, desc="loading W&B runs", unit="run", disable=not progress)]
+    records = [wandb_run_record(r) for r in progress_bar(runs, enabled=progress, desc="loading W&B runs", unit="run")]
     return build_runset(
         records,
         group_by=group_by,

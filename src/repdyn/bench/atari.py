@@ -37,11 +37,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from repdyn.bench import compose_train, median_time
 from repdyn.envs.atari import ale_vector_env_kwargs, make_atari_env
 from repdyn.models import NatureCNN
+from repdyn.progress import progress_bar
 
 NUM_ENVS = 8
 
@@ -55,7 +55,7 @@ def _rate(fn: Callable[[], object], n: int, label: str, warmup: int = 5) -> tupl
     for _ in range(warmup):
         fn()
     cpu0, wall0 = time.thread_time(), time.perf_counter()
-    for _ in tqdm(range(n), desc=label, leave=False):
+    for _ in progress_bar(range(n), desc=label, leave=False):
         fn()
     return n / (time.perf_counter() - wall0), (time.thread_time() - cpu0) / n * 1e3
 
@@ -116,7 +116,7 @@ def collector_with_cnn_policy(game: str, batches: int, steps_per_env: int = 128)
     it = iter(collector)
     next(it)  # warm-up batch (first reset, lazy buffers)
     start = time.perf_counter()
-    for _ in tqdm(range(batches), desc="Collector + Nature-CNN actor/critic", leave=False):
+    for _ in progress_bar(range(batches), desc="Collector + Nature-CNN actor/critic", leave=False):
         next(it)
     rate = batches * frames / (time.perf_counter() - start)
     collector.shutdown()
@@ -187,7 +187,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
         bare_cnn_step((actor, critic), opts, obs, target)
 
     bare_times = []
-    for r in tqdm(range(repeats), desc="PPO-Atari batch: collect, update, bare", leave=False):
+    for r in progress_bar(range(repeats), desc="PPO-Atari batch: collect, update, bare", leave=False):
         t = time.perf_counter()
         batch = next(it)
         collect_times.append(time.perf_counter() - t)
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     ``bare_update_{one_cnn,actor_critic}_per_s_omp_<p>`` (minibatch steps/s) for p in {default, passive}.
     """
     samples: dict[str, list[float]] = {}
-    for _ in tqdm(range(args.repeats), desc="repeats", leave=False):
+    for _ in progress_bar(range(args.repeats), desc="repeats", leave=False):
         for key, fn in [("raw_env", raw_vector_env), ("repdyn_env", repdyn_env), ("gym_wrapper", gym_wrapper_env)]:
             sps, cpu_ms = fn(args.game, args.steps)
             samples.setdefault(f"{key}_sps", []).append(sps)

@@ -32,15 +32,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 from tensordict import TensorDict
-from tqdm import tqdm
 
 from repdyn.bench import compose_train, median_time
+from repdyn.progress import progress_bar
 
 
 def _interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int, desc: str) -> dict[str, float]:
     """Median seconds per call of each function, timed in alternating rounds so load drift hits all alike."""
     out: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in tqdm(range(repeats), desc=desc, leave=False):
+    for _ in progress_bar(range(repeats), desc=desc, leave=False):
         for k, fn in fns.items():
             out[k].append(median_time(fn, n, warmup=1))
     return {k: statistics.median(v) for k, v in out.items()}

@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from repdyn.metrics.ntk import default_output_fn
+from repdyn.progress import progress_bar
 
 __all__ = ["CAPACITY_KINDS", "capacity_loss", "fit_to_target"]
 
@@ -161,7 +161,7 @@ def fit_to_target(
     gen = generator if generator is not None else torch.Generator(device=obs.device).manual_seed(0)
     n = obs.shape[0]
     steps = epochs * -(-n // minibatch_size)
-    bar = tqdm(total=steps, desc=f"capacity {kind}", disable=not progress, leave=False)
+    bar = progress_bar(total=steps, enabled=progress, desc=f"capacity {kind}", leave=False)
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen, device=obs.device)
         for start in range(0, n, minibatch_size):

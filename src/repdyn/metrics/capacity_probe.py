@@ -104,12 +104,11 @@ def _step_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def probe_run_dir(run_dir: str | Path) -> dict[int, dict[str, float]]:
     """Offline: probe every saved ``step_*.pt`` of a run and merge ``capacity/*`` into its history."""
-    from tqdm import tqdm
-
     from repdyn.agents import build_agent
     from repdyn.envs.make import make_env
     from repdyn.envs.obs_norm import add_frozen_obs_norm
     from repdyn.logging.history import merge_records
+    from repdyn.progress import progress_bar
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
@@ -126,7 +125,7 @@ def probe_run_dir(run_dir: str | Path) -> dict[int, dict[str, float]]:
     agent = build_agent(cfg, env)
     probe = CapacityProbe(cfg, run_dir, env)
     results = {}
-    for step, path in tqdm(ckpts, desc="capacity probes"):
+    for step, path in progress_bar(ckpts, desc="capacity probes"):
         state = torch.load(path, weights_only=False)
         agent.load_state_dict(state["agent"])
         results[step] = probe.probe(agent, step)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm import tqdm
 
 from repdyn.models import MLP
+from repdyn.progress import progress_bar
 
 _OPTIMIZERS = ("adam", "sgd")
 
@@ -146,8 +146,8 @@ def train_regressors(
 
     stopper = _EarlyStopping(params, int(tcfg.steps), int(es.eval_every), int(es.patience))
     rows = torch.arange(n_members)[:, None]
-    for step in tqdm(
-        range(1, int(tcfg.steps) + 1), desc="regressors", leave=False, disable=not progress, mininterval=5
+    for step in progress_bar(
+        range(1, int(tcfg.steps) + 1), enabled=progress, desc="regressors", leave=False, mininterval=5
     ):
         if bs is None:
             xb, yb = x_train, y_train

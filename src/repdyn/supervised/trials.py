@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from repdyn.metrics.ntk import ntk_gram
+from repdyn.progress import progress_bar
 from repdyn.supervised.auto_mpg import Dataset
 from repdyn.supervised.regressor import make_regressor, train_regressors
 from repdyn.supervised.selection import all_subset_metrics
@@ -47,7 +47,7 @@ def run_arms(
         raise ValueError("every arm must have the same training-set size and test-set size (they train as one batch)")
     cache = {} if cache is None else cache
     rows = []
-    for arm in tqdm(arms, desc="initial NTK metrics", leave=False, mininterval=5):
+    for arm in progress_bar(arms, desc="initial NTK metrics", leave=False, mininterval=5):
         K = gram_for(arm.model_seed, data, mcfg, cache)
         rows.append(
             {**arm.labels, **{f"init_{k}": v for k, v in all_subset_metrics(K, data.y, arm.train, arm.test).items()}}
