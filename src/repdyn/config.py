@@ -24,14 +24,7 @@ from repdyn.envs.config import EnvConfig
 from repdyn.errors import ConfigError
 from repdyn.logging.config import LoggerConfig
 from repdyn.metrics.config import MetricsConfig
-
-
-@dataclass
-class ModelConfig:
-    name: str = "mlp"  # mlp | cnn
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
-    min_scale: float = 1e-4  # floor added to softplus(std) of the TanhNormal head
+from repdyn.models.config import ModelConfig
 
 
 @dataclass

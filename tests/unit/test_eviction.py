@@ -10,7 +10,7 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 
 from repdyn.agents.networks import CriticNet
 from repdyn.interventions.ntk_eviction import NTKEviction, NTKEvictionWriter, eviction_slots, qnet_ntk_diag_fn
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 
 OBS_DIM, N_ACTIONS, CAP = 4, 3, 8
 

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from repdyn.metrics.capacity import capacity_loss, fit_to_target
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 
 FIT = {"epochs": 2, "minibatch_size": 32, "lr": 3e-4, "eps": 1e-5, "max_grad_norm": 0.5}
 

@@ -46,7 +46,7 @@ from repdyn.metrics.representation import representation_metrics
 from repdyn.metrics.trust_region import RATIO_CLIP, approx_kl, clip_fraction, trust_region_metrics
 from repdyn.metrics.units import DEAD_RULES, dead_units, dormant_units
 from repdyn.metrics.update_rank import functional_optimizer_step, update_rank, update_rank_metrics
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 
 FAST = settings(max_examples=80, deadline=None, derandomize=True, database=None)
 SLOW = settings(max_examples=20, deadline=None, derandomize=True, database=None)

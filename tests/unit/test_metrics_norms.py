@@ -10,7 +10,7 @@ import torch
 from repdyn.metrics.norms import feature_drift, feature_norm, policy_variance, preact_norm, preact_norm_all, value_stats
 from repdyn.metrics.ranks import RANK_KEYS
 from repdyn.metrics.representation import representation_metrics
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 
 
 def test_norms_hand_made() -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from repdyn.metrics.ntk import kernel_test_alignment, ntk_diag, ntk_gram, ntk_metrics, q_reduction
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 
 METHODS = ("auto", "jacobian", "structured")
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from repdyn.metrics.update_rank import update_matrix, update_rank, update_rank_metrics
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 
 
 def squared_error_loss(model: nn.Module):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from repdyn.metrics.ntk import kernel_test_alignment, ntk_gram, ntk_metrics
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 from repdyn.supervised.selection import METRICS, all_subset_metrics, subset_metric, swap_search, top_n_by_diag
 
 

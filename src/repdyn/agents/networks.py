@@ -15,7 +15,8 @@ from torch import nn
 from torch.distributions import Categorical
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
-from repdyn.models import MLP, NatureCNN
+from repdyn.models.cnn import NatureCNN
+from repdyn.models.mlp import MLP
 
 
 def build_body(model_cfg: Any, in_shape: tuple[int, ...], out_dim: int, head_gain: float) -> nn.Module:

@@ -40,7 +40,7 @@ import torch
 
 from repdyn.bench import compose_train, median_time
 from repdyn.envs.atari import ale_vector_env_kwargs, make_atari_env
-from repdyn.models import NatureCNN
+from repdyn.models.cnn import NatureCNN
 from repdyn.progress import progress_bar
 
 NUM_ENVS = 8
@@ -162,7 +162,7 @@ def bench_ppo_atari(game: str, repeats: int, epochs: int) -> dict[str, float]:
     from repdyn.collection import make_collector
     from repdyn.envs.make import make_env
     from repdyn.interventions import Hooks
-    from repdyn.models import NatureCNN
+    from repdyn.models.cnn import NatureCNN
 
     slug = game.split("/")[1].split("-")[0].lower()
     cfg = compose_train([f"env=atari/{slug}", "agent=ppo_atari", "model=cnn", "logger=none", f"agent.epochs={epochs}"])

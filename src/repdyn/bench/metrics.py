@@ -36,7 +36,8 @@ from torch.func import functional_call
 
 from repdyn.metrics.ntk import ntk_gram
 from repdyn.metrics.update_rank import update_matrix
-from repdyn.models import MLP, NatureCNN
+from repdyn.models.cnn import NatureCNN
+from repdyn.models.mlp import MLP
 
 HOPPER_OBS = 11
 

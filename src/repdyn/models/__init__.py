@@ -8,9 +8,7 @@ Every network here follows one contract so metrics and interventions never need 
 - ``features``: post-activation of the penultimate layer, shape [..., D] (the Φ of docs/metrics.md#conventions).
 - ``preacts``: tuple of the pre-activations of every hidden layer, in order; ``preacts[-1]`` is the penultimate
   pre-activation used by ``pfo``, ``torch.cat(preacts, -1)`` the all-layer vector used by ``pfo_all``.
+
+Modules: ``mlp`` (:class:`~repdyn.models.mlp.MLP`), ``cnn`` (:class:`~repdyn.models.cnn.NatureCNN`), ``config``
+(the ``model`` schema). Nothing is imported here, so reading the schema does not load torch.
 """
-
-from repdyn.models.cnn import NatureCNN
-from repdyn.models.mlp import MLP, activation_module
-
-__all__ = ["MLP", "NatureCNN", "activation_module"]

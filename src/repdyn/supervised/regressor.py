@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 from torch.func import functional_call, stack_module_state, vmap
 
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 from repdyn.progress import progress_bar
 
 _OPTIMIZERS = ("adam", "sgd")
