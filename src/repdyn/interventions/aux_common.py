@@ -59,7 +59,8 @@ def check_networks(networks: list[str] | None, agent: str) -> str | None:
         return None
     have = AGENT_NETWORKS[agent]
     if not networks or any(n not in have for n in networks) or len(set(networks)) != len(networks):
-        return f"networks must be a non-empty list of distinct names from {list(have)} for agent={agent}, got {networks}"
+        names = list(have)
+        return f"networks must be a non-empty list of distinct names from {names} for agent={agent}, got {networks}"
     return None
 
 
