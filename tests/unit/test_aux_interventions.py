@@ -203,3 +203,4 @@ def test_experiment_aux_tasks_sparse_grid(compose, compose_hydra):  # noqa: F811
         cfg = compose(job)
         validate(cfg)
         assert (cfg.env.id, cfg.agent.name, cfg.train.total_frames) == ("MountainCar-v0", "dqn", 100_000)
+        assert cfg.env.obs_norm and cfg.model.activation == "relu"
