@@ -177,6 +177,7 @@ class DQNAgent:
             "qnet": torch.optim.Adam(self.qnet.parameters(), lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps, fused=True)
         }
         self.networks: dict[str, nn.Module] = {"qnet": self.qnet}
+        self.obs_shape = obs_shape
         self.replay_dir = Path(a.replay_dir) if a.replay_dir is not None else None
         obs_spec = env.observation_spec["observation"]
         self.next_last_frame = a.replay_next_obs == "last_frame"

@@ -63,6 +63,10 @@ class PPOAgent:
         self.networks: dict[str, nn.Module] = {"actor": self.actor, "critic": self.critic}
         self.minibatches_per_epoch = batch_size // self.acfg.minibatch_size
         self.nan_at_step = nan_at_step
+        self.obs_shape = obs_shape
+        # the batch keys the update's minibatches carry: an intervention whose loss needs more (the aux-task TD heads
+        # read ("next", "observation")) adds them in on_agent_built, so the plain update indexes no extra tensors
+        self.update_keys: tuple[Any, ...] = UPDATE_KEYS
 
     def _adam(self, params: Any) -> torch.optim.Adam:
         a = self.acfg
@@ -139,7 +143,7 @@ class PPOAgent:
         """``epochs`` passes of minibatch Adam steps over the batch (minibatches: consecutive slices of a fresh
         permutation each epoch, the last partial one dropped); returns logged scalars and all ratios."""
         a = self.acfg
-        flat = batch.select(*UPDATE_KEYS, strict=False).reshape(-1)
+        flat = batch.select(*self.update_keys, strict=False).reshape(-1)
         # plain tensors looked up once: a TensorDict lookup per minibatch costs more than the arithmetic
         data = (flat["observation"], flat["action"], flat["action_log_prob"], flat["advantage"].squeeze(-1))
         data = (*data, flat["value_target"])
