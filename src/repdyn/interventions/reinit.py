@@ -70,10 +70,15 @@ def adam_moments(agent: Any, p: nn.Parameter) -> list[torch.Tensor]:
     return []
 
 
-def refuse_rewired_bodies(run_cfg: DictConfig) -> str | None:
-    """A shared trunk replaces the model bodies (interventions/shared_trunk.py): layers are no longer per network."""
-    if "shared_trunk" in (run_cfg.intervention or {}):
-        return "cannot be combined with shared_trunk (it acts on the layers of each network's own model body)"
+_REWIRING = ("shared_trunk", "plasticity_injection")  # interventions that change the model bodies' structure
+
+
+def refuse_rewired_bodies(run_cfg: DictConfig, name: str) -> str | None:
+    """A shared trunk replaces the model bodies (interventions/shared_trunk.py) and plasticity injection their heads:
+    the layer-level interventions then no longer see one plain MLP / NatureCNN per network."""
+    clash = [n for n in _REWIRING if n != name and n in (run_cfg.intervention or {})]
+    if clash:
+        return f"cannot be combined with {clash[0]} (it acts on the layers of each network's own model body)"
     return None
 
 
@@ -97,7 +102,7 @@ class PeriodicReinit(Intervention):
     def check_period(cls, cfg: Any, run_cfg: DictConfig) -> str | None:
         if cfg.period < 1:
             return f"period must be ≥ 1 env step, got {cfg.period}"
-        return refuse_rewired_bodies(run_cfg)
+        return refuse_rewired_bodies(run_cfg, cls.name)
 
     def apply(self, agent: Any) -> None:
         raise NotImplementedError  # every registered subclass overrides it
