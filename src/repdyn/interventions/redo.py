@@ -5,8 +5,9 @@ For every hidden layer ℓ of every network, on a sample of states, unit i is τ
 s_i = mean_x |h_ℓi(x)| / mean_j mean_x |h_ℓj(x)| ≤ τ (:func:`repdyn.metrics.units.dormant_mask`, the same rule as the
 ``dormant_units`` metric; for a conv layer h is averaged over spatial positions, one unit per channel). A dormant
 unit's incoming weights and bias (and its LayerNorm gain and bias) are drawn anew from the initial distribution,
-its outgoing weights in the next layer are set to 0 — so the network's output is unchanged at the moment of
-recycling — and the Adam moments of every touched entry are zeroed. The output layer is never recycled.
+then its outgoing weights in the next layer are set to 0 — so the network's output is unchanged at the moment of
+recycling (without LayerNorm; with it, a recycled unit shifts its layer's normalisation statistics) — and the Adam
+moments of every touched entry are zeroed. The output layer is never recycled.
 
 States: the collected batch for PPO, ``samples`` replay states for DQN (``agent.representation_data``, the sample
 of the representation metrics; Sokar et al. score on a replay minibatch).
@@ -35,15 +36,14 @@ def unit_activity(h: torch.Tensor, units: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def recycle_units(layer: Layer, nxt: nn.Module, fresh: Layer, mask: torch.Tensor) -> None:
+def recycle_units(layer: Layer, fresh: Layer, mask: torch.Tensor) -> None:
     """Re-initialise the incoming parameters (weights, bias, LayerNorm gain and bias) of the units in ``mask``
-    (bool [units]) of ``layer`` from the freshly drawn ``fresh`` and zero their outgoing weights in ``nxt``, in place
-    (Sokar et al. 2023, Alg. 1: θ_in ← fresh init, θ_out ← 0). Every other entry is left untouched."""
+    (bool [units]) of ``layer`` from the freshly drawn ``fresh``, in place (Sokar et al. 2023, Alg. 1: θ_in ← fresh
+    init); the caller then zeroes their outgoing weights (:func:`_zero_outgoing`). Every other entry is untouched."""
     pairs = [(layer.module, fresh.module)] + ([(layer.norm, fresh.norm)] if layer.norm is not None else [])
     for own, new in pairs:
         own.weight[mask] = new.weight[mask]
         own.bias[mask] = new.bias[mask]
-    _zero_outgoing(nxt.weight, mask)
 
 
 def _zero_outgoing(weight: torch.Tensor, mask: torch.Tensor) -> None:
@@ -95,13 +95,19 @@ class ReDo(PeriodicReinit):
 
     @torch.no_grad()
     def apply(self, agent: Any) -> None:
+        """Score every hidden layer on one forward pass, re-initialise the incoming side of all dormant units, then
+        zero their outgoing side: zeroing last keeps the network's function unchanged even when a recycled unit feeds
+        a recycled unit of the next layer."""
         obs = self._states(agent)
         for body in bodies(agent).values():
             _, _, preacts = body(obs)
             own, new = layers(body), layers(fresh_copy(body, self.generator))
+            masks = []
             for i, z in enumerate(preacts):
                 units = own[i].module.weight.shape[0]
-                mask = dormant_mask(unit_activity(body.act(z), units), self.cfg.tau)
-                if mask.any():
-                    recycle_units(own[i], own[i + 1].module, new[i], mask)
-                    _zero_moments(agent, own[i], own[i + 1].module, mask)
+                masks.append(dormant_mask(unit_activity(body.act(z), units), self.cfg.tau))
+            for i, mask in enumerate(masks):
+                recycle_units(own[i], new[i], mask)
+            for i, mask in enumerate(masks):
+                _zero_outgoing(own[i + 1].module.weight, mask)
+                _zero_moments(agent, own[i], own[i + 1].module, mask)

@@ -1,9 +1,9 @@
 """Dead and dormant units of a layer's post-activations h ∈ R^{N×D} (docs/metrics.md#dead-and-dormant-units).
 
 - Dead units (Moalla et al. 2024 §2, footnote 7): a ReLU (or CReLU half) unit is dead when it is exactly 0 for all
-  N samples; a tanh unit when its standard deviation over the samples is below 1e-3. For GELU/ELU (no exact zeros, no rule in the
-  paper) we use the tanh rule — a unit whose output does not vary across states carries no information; our choice.
-  The standard deviation is the population one (correction 0) so a batch of one sample is defined.
+  N samples; a tanh unit when its standard deviation over the samples is below 1e-3. For GELU/ELU (no exact zeros, no
+  rule in the paper) we use the tanh rule — a unit whose output does not vary across states carries no information;
+  our choice. The standard deviation is the population one (correction 0) so a batch of one sample is defined.
 - Dormant units (Sokar et al. 2023, "The dormant neuron phenomenon in deep RL"): score s_i = mean_n |h_ni| /
   mean_j mean_n |h_nj|; unit i is τ-dormant when s_i ≤ τ (τ = 0.025 default). When the whole layer is zero the score
   is 0/0; we count every unit dormant (the layer is inactive), our choice.
