@@ -4,8 +4,10 @@ Continual Learning via Regenerative Regularization", arXiv:2308.11958; docs/inte
     loss/l2_init = λ Σ_{networks} ‖θ − θ₀‖²₂,   ∇_θ = 2λ (θ − θ₀)
 
 θ₀ is a copy of every trainable parameter of the agent's networks taken at the first minibatch (after every
-``on_agent_built`` rewiring, before any update) and checkpointed. Unlike weight decay (a pull toward 0), the pull is
-toward a point of the initial distribution, which the paper argues keeps the network trainable.
+``on_agent_built`` rewiring, before any update) and checkpointed; a parameter that starts training later (the fresh
+head of ``plasticity_injection``) gets its θ₀ when it does, i.e. its own initial value, and a frozen one drops out.
+Unlike weight decay (a pull toward 0), the pull is toward a point of the initial distribution, which the paper argues
+keeps the network trainable.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ class L2Init(Intervention):
 
     def extra_loss(self, minibatch: Any, outputs: Mapping[str, tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
         params = self.params()
-        if self.params0 is None:
-            self.params0 = {k: p.detach().clone() for k, p in params.items()}
+        self.params0 = self.params0 if self.params0 is not None else {}
+        for k in params.keys() - self.params0.keys():  # first minibatch, or a parameter that starts training later
+            self.params0[k] = params[k].detach().clone()
         init = [self.params0[k] for k in params]
         return {self.name: l2_init_loss(list(params.values()), init, self.cfg.coef)}
 
