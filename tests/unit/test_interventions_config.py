@@ -73,7 +73,7 @@ def test_reward_mask_fraction_within_three_standard_errors():
         mask_rewards(rewards, 1.5, gen)
 
 
-@pytest.mark.parametrize("name", ["pfo", "pfo_all", "shared_trunk", "infer"])
+@pytest.mark.parametrize("name", ["pfo", "pfo_all", "shared_trunk"])
 def test_ppo_only_interventions_fail_with_dqn_at_config_time(compose, name):
     validate(compose([*CARTPOLE, f"intervention=[{name}]"]))  # fine with PPO
     cfg = compose([*CARTPOLE, "agent=dqn", f"intervention=[{name}]"])
@@ -81,7 +81,7 @@ def test_ppo_only_interventions_fail_with_dqn_at_config_time(compose, name):
         validate(cfg)
 
 
-@pytest.mark.parametrize("name", ["adam_reset", "adam_beta2", "reward_mask", "lr_anneal"])
+@pytest.mark.parametrize("name", ["adam_reset", "adam_beta2", "reward_mask", "lr_anneal", "infer"])
 def test_agent_agnostic_interventions_pass_with_dqn(compose, name):
     validate(compose([*CARTPOLE, "agent=dqn", f"intervention=[{name}]"]))
 

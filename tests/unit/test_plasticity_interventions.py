@@ -300,3 +300,39 @@ def test_actor_head_injection_keeps_categorical_logits():
     pi.after_batch_update(agent, 0.2)
     assert torch.equal(actor(x)[0], logits)  # θ'(x) − θ''(x) is exactly 0 at injection
     assert len(agent.optimizers["actor"].param_groups) == 2
+
+
+# --- Presets --------------------------------------------------------------------------------------------------
+
+ARMS = {
+    "none": ([], "none"),
+    "redo": (["redo"], "none"),
+    "shrink_perturb": (["shrink_perturb"], "none"),
+    "l2_init": (["l2_init"], "none"),
+    "reset_layers": (["reset_layers"], "none"),
+    "plasticity_injection": (["plasticity_injection"], "none"),
+    "infer": (["infer"], "none"),
+    "pfo": (["pfo"], "none"),
+    "layernorm": ([], "layer"),
+}
+
+
+@pytest.mark.parametrize(
+    ("preset", "agent", "env_id", "frames"),
+    [("plasticity_compare_dqn", "dqn", "Acrobot-v1", 100_000), ("plasticity_compare_ppo", "ppo", "Hopper-v5", 10**6)],
+)
+def test_plasticity_presets_compose_every_arm_and_seed(compose, compose_hydra, preset, agent, env_id, frames):
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra_cfg = compose_hydra([f"experiment={preset}"])
+    args = [f"{k}={v}" for k, v in hydra_cfg.hydra.sweeper.params.items()] + [f"experiment={preset}"]
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(args), None)[0]
+    arms = sorted({o.split("=", 1)[1] for j in jobs for o in j if o.startswith("plasticity_arm=")})
+    expected = sorted(a for a in ARMS if agent == "ppo" or a != "pfo")  # PFO needs PPO's stored pre-activations
+    assert arms == expected and len(jobs) == 5 * len(expected)
+    for arm in expected:
+        cfg = compose(next(j for j in jobs if f"plasticity_arm={arm}" in j))
+        validate(cfg)
+        assert (cfg.agent.name, cfg.env.id, cfg.train.total_frames) == (agent, env_id, frames)
+        assert (sorted(cfg.intervention or {}), cfg.model.norm) == ARMS[arm]

@@ -8,10 +8,11 @@ at initialisation, so the loss is exactly 0 at the start and only penalises drif
 heads read. Added to the PPO loss as ``coef · Σ_net L_InFeR`` and logged as ``loss/infer``.
 
 Our choices (not fixed for PPO by the paper): k = 10, β = 1, coef = 0.1; heads on both the actor and the critic
-(``networks``); PyTorch's default ``nn.Linear`` initialisation for the heads, drawn from a generator seeded by the run
-seed (so the agent's own random stream is the one it would have without InFeR). The heads get their own optimizer
-``infer`` with the hyperparameters of the actor's, and the frozen copy is taken at the first minibatch, i.e. after
-every ``on_agent_built`` rewiring (shared trunk) and before any update.
+(``networks``; with DQN, the paper's setting, on the Q-network; its gradient-norm clip covers the Q-network's
+optimizer only, so the heads' steps are unclipped); PyTorch's default ``nn.Linear`` initialisation for the heads,
+drawn from a generator seeded by the run seed (so the agent's own random stream is the one it would have without
+InFeR). The heads get their own optimizer ``infer`` with the hyperparameters of the actor's, and the frozen copy is
+taken at the first minibatch, i.e. after every ``on_agent_built`` rewiring (shared trunk) and before any update.
 """
 
 from __future__ import annotations
@@ -40,28 +41,35 @@ def infer_loss(pred: torch.Tensor, target: torch.Tensor, beta: float) -> torch.T
 @register
 class InFeR(Intervention):
     name: ClassVar[str] = "infer"
-    agents: ClassVar[tuple[str, ...]] = ("ppo",)  # reads the actor/critic outputs of the PPO update
+    agents: ClassVar[tuple[str, ...]] = ("ppo", "dqn")  # PPO: actor/critic; DQN: the Q-network (Lyle et al.'s setting)
+    agent_networks: ClassVar[dict[str, tuple[str, ...]]] = {"ppo": ("actor", "critic"), "dqn": ("qnet",)}
 
     @dataclasses.dataclass
     class Config:
         k: int = 10  # auxiliary heads per network (our choice)
         beta: float = 1.0  # target scale β (our choice)
         coef: float = 0.1  # loss coefficient (our choice)
-        networks: list[str] = dataclasses.field(default_factory=lambda: ["actor", "critic"])
+        networks: list[str] | None = None  # null: every network of the agent (actor and critic, or qnet)
 
-    @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    @classmethod
+    def networks_of(cls, cfg: Any, agent_name: str) -> list[str]:
+        return list(cfg.networks) if cfg.networks is not None else list(cls.agent_networks[agent_name])
+
+    @classmethod
+    def check(cls, cfg: Any, run_cfg: DictConfig) -> str | None:
         if cfg.k < 1:
             return f"k must be ≥ 1, got {cfg.k}"
         if cfg.coef < 0:
             return f"coef must be ≥ 0, got {cfg.coef}"
-        bad = [n for n in cfg.networks if n not in ("actor", "critic")]
-        if bad or not cfg.networks:
-            return f"networks must be a non-empty subset of ['actor', 'critic'], got {list(cfg.networks)}"
+        allowed = list(cls.agent_networks[run_cfg.agent.name])
+        nets = cls.networks_of(cfg, run_cfg.agent.name)
+        if not nets or any(n not in allowed for n in nets):
+            return f"networks must be a non-empty subset of {allowed} (or null), got {nets}"
         return None
 
     def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
         super().__init__(cfg, run_cfg)
+        self.networks = self.networks_of(cfg, run_cfg.agent.name)
         self.heads = nn.ModuleDict()
         self.frozen: nn.ModuleDict | None = None  # {net: frozen network copy}
         self.frozen_heads: nn.ModuleDict | None = None
@@ -70,13 +78,13 @@ class InFeR(Intervention):
         self.agent = agent
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.run_cfg.seed) + _SEED_OFFSET)
-            for net in self.cfg.networks:
+            for net in self.networks:
                 self.heads[net] = nn.Linear(agent.networks[net].body.feature_dim, self.cfg.k)
-        ref = agent.optimizers["actor"]
+        ref = agent.optimizers["actor" if "actor" in agent.optimizers else "qnet"]
         agent.optimizers[self.name] = type(ref)(self.heads.parameters(), **ref.defaults)
 
     def _snapshot(self) -> None:
-        self.frozen = nn.ModuleDict({n: copy.deepcopy(self.agent.networks[n]) for n in self.cfg.networks})
+        self.frozen = nn.ModuleDict({n: copy.deepcopy(self.agent.networks[n]) for n in self.networks})
         self.frozen_heads = copy.deepcopy(self.heads)
         for m in (self.frozen, self.frozen_heads):
             m.requires_grad_(False)
@@ -86,7 +94,7 @@ class InFeR(Intervention):
             self._snapshot()
         obs = minibatch["observation"]
         total = 0.0
-        for net in self.cfg.networks:
+        for net in self.networks:
             features = outputs[net][-3]
             with torch.no_grad():
                 target = self.frozen_heads[net](self.frozen[net](obs)[-3])
