@@ -22,7 +22,8 @@ LAYERWISE = {
     "dqn": ["intervention=[redo,shrink_perturb,reset_layers,l2_init]", "intervention.redo.period=64"]
     + ["intervention.shrink_perturb.period=480", "intervention.reset_layers.period=256"],
 }
-INJECTION = ["intervention=[plasticity_injection,l2_init]", "intervention.plasticity_injection.at=0.3"]
+# The injected head under InFeR's and L2 Init's losses (InFeR's frozen copy holds the idle heads too).
+INJECTION = ["intervention=[plasticity_injection,l2_init,infer]", "intervention.plasticity_injection.at=0.3"]
 STOP = {"ppo": 2, "dqn": 40}
 
 
@@ -48,6 +49,8 @@ def test_remedies_resume_exactly_and_change_training(compose, tmp_path, agent, a
     loss = "loss/policy" if agent == "ppo" else "loss/td"
     assert [r[loss] for r in straight if loss in r] != [r[loss] for r in plain if loss in r]
     assert straight[-1]["loss/l2_init"] > 0
+    if arm == "injection":
+        assert straight[-1]["loss/infer"] > 0
 
 
 @pytest.mark.parametrize(
