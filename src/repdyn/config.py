@@ -85,7 +85,7 @@ def register_configs() -> None:
 
 
 FAMILIES = ("classic", "mujoco", "atari")
-ACTIVATIONS = ("tanh", "relu", "gelu", "elu")
+ACTIVATIONS = ("tanh", "relu", "gelu", "elu", "crelu")  # crelu: MLP only
 SEED_MAX = 2**32 - 1  # numpy's seed range (np.random.seed)
 ALE_SEED_MAX = 2**31 - 1  # ale-py seeds sub-env i with seed + i as a C int
 _SEED_MARGIN = 10_000  # derived seeds: seed + env index, seed + 7919 (capacity target), seed + env steps (ALE resume)
@@ -134,6 +134,15 @@ def round_budget(cfg: DictConfig) -> str | None:
         f"train.total_frames={total} is not a multiple of the batch ({batch_frames(cfg)} env steps = env.num_envs × "
         f"env.frames_per_env): the run trains {real} env steps"
     )
+
+
+def _check_model_options(model: Any) -> None:
+    """``model.norm`` and CReLU exist for the MLP only; CReLU doubles each layer's units, so widths must be even."""
+    _check(model.norm in ("none", "layer"), "model.norm", f"must be 'none' or 'layer', got {model.norm!r}")
+    _check(model.norm == "none" or model.name == "mlp", "model.norm", "norm=layer is supported for model=mlp only")
+    if model.activation == "crelu":
+        _check(model.name == "mlp", "model.activation", "crelu is supported for model=mlp only")
+        _check(all(h % 2 == 0 for h in model.hidden), "model.hidden", f"crelu needs even widths, got {model.hidden}")
 
 
 def validate(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
@@ -200,6 +209,7 @@ def _check_model_section(model: DictConfig, env_family: str) -> None:
     )
     _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden), "model.hidden", "needs ≥ 1 positive width")
     _check(model.min_scale > 0, "model.min_scale", f"must be > 0, got {model.min_scale}")
+    _check_model_options(model)
     _check(
         (model.name == "cnn") == (env_family == "atari"),
         "model",

@@ -23,7 +23,10 @@ def build_body(model_cfg: Any, in_shape: tuple[int, ...], out_dim: int, head_gai
     """The network of ``model_cfg`` (mlp or cnn) with an ``out_dim`` head."""
     if model_cfg.name == "cnn":
         return NatureCNN(in_channels=in_shape[0], out_dim=out_dim, activation=model_cfg.activation, head_gain=head_gain)
-    return MLP(in_shape[-1], tuple(model_cfg.hidden), out_dim, activation=model_cfg.activation, head_gain=head_gain)
+    norm = model_cfg.get("norm", "none")  # theory configs predate the option
+    return MLP(
+        in_shape[-1], tuple(model_cfg.hidden), out_dim, activation=model_cfg.activation, head_gain=head_gain, norm=norm
+    )
 
 
 class ActorNet(nn.Module):

@@ -2,8 +2,10 @@
 
 Adding one = one module here (a subclass of :class:`Intervention` decorated with :func:`register`) + one yaml in
 ``conf/intervention/<name>.yaml`` whose content is ``<name>: {<fields of its config dataclass>}``. Hook points
-(docs/interventions.md#hook-points): ``on_agent_built`` (adam_beta2, shared_trunk, infer, icm, ntk_eviction),
-``on_batch_collected`` (reward_mask, icm, adam_reset), ``extra_loss`` (pfo, infer), ``after_batch_update`` (lr_anneal).
+(docs/interventions.md#hook-points): ``on_agent_built`` (adam_beta2, shared_trunk, infer, icm, ntk_eviction, aux_*,
+l2_init, plasticity_injection), ``on_batch_collected`` (reward_mask, icm, adam_reset, the periodic re-initialisations),
+``extra_loss`` (pfo, infer, aux_*, l2_init), ``after_batch_update`` (lr_anneal, redo, shrink_perturb, reset_layers,
+plasticity_injection).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Dead and dormant units of a layer's post-activations h ∈ R^{N×D} (docs/metrics.md#dead-and-dormant-units).
 
-- Dead units (Moalla et al. 2024 §2, footnote 7): a ReLU unit is dead when it is exactly 0 for all N samples;
-  a tanh unit when its standard deviation over the samples is below 1e-3. For GELU/ELU (no exact zeros, no rule in the
-  paper) we use the tanh rule — a unit whose output does not vary across states carries no information; our choice.
-  The standard deviation is the population one (correction 0) so a batch of one sample is defined.
+- Dead units (Moalla et al. 2024 §2, footnote 7): a ReLU (or CReLU half) unit is dead when it is exactly 0 for all
+  N samples; a tanh unit when its standard deviation over the samples is below 1e-3. For GELU/ELU (no exact zeros, no
+  rule in the paper) we use the tanh rule — a unit whose output does not vary across states carries no information;
+  our choice. The standard deviation is the population one (correction 0) so a batch of one sample is defined.
 - Dormant units (Sokar et al. 2023, "The dormant neuron phenomenon in deep RL"): score s_i = mean_n |h_ni| /
   mean_j mean_n |h_nj|; unit i is τ-dormant when s_i ≤ τ (τ = 0.025 default). When the whole layer is zero the score
   is 0/0; we count every unit dormant (the layer is inactive), our choice.
@@ -24,10 +24,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["DEAD_RULES", "dead_units", "dormant_units"]
+__all__ = ["DEAD_RULES", "dead_units", "dormant_mask", "dormant_units"]
 
 # activation name → rule; "zero": exactly 0 on every sample, "std": std over samples < threshold.
-DEAD_RULES: dict[str, str] = {"relu": "zero", "tanh": "std", "gelu": "std", "elu": "std"}
+DEAD_RULES: dict[str, str] = {"relu": "zero", "crelu": "zero", "tanh": "std", "gelu": "std", "elu": "std"}
 
 
 def _check_matrix(h: Tensor, name: str) -> None:
@@ -63,6 +63,20 @@ def dead_units(features: Tensor, activation: str, *, std_threshold: float = 1e-3
     return {"dead_units": float(count), "dead_units_frac": count / h.shape[1]}
 
 
+def dormant_mask(features: Tensor, tau: float = 0.025) -> Tensor:
+    """Boolean [D]: unit i of post-activations ``features`` ``[N, D]`` is τ-dormant (Sokar et al. 2023), i.e.
+    s_i = mean_n |h_ni| / mean_j mean_n |h_nj| ≤ τ; every unit when the whole layer is zero (module docstring).
+    Shared by the metric below and the ``redo`` intervention, so both call the same units dormant."""
+    if not tau >= 0:
+        raise ValueError(f"tau must be >= 0, got {tau!r}")
+    _check_matrix(features, "features")
+    activity = features.detach().double().abs().mean(dim=0)
+    mean_activity = activity.mean()
+    if mean_activity > 0:
+        return activity / mean_activity <= tau
+    return torch.ones_like(activity, dtype=torch.bool)
+
+
 def dormant_units(features: Tensor, tau: float = 0.025) -> dict[str, float]:
     """τ-dormant units (Sokar et al. 2023) of post-activations ``features`` ``[N, D]``.
 
@@ -76,11 +90,5 @@ def dormant_units(features: Tensor, tau: float = 0.025) -> dict[str, float]:
     _check_matrix(features, "features")
     if not bool(torch.isfinite(features).all()):
         return _nan_counts("dormant_units")
-    activity = features.detach().double().abs().mean(dim=0)
-    mean_activity = activity.mean()
-    if mean_activity > 0:
-        dormant = activity / mean_activity <= tau
-    else:
-        dormant = torch.ones_like(activity, dtype=torch.bool)
-    count = int(dormant.sum().item())
+    count = int(dormant_mask(features, tau).sum().item())
     return {"dormant_units": float(count), "dormant_units_frac": count / features.shape[1]}

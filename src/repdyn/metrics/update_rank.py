@@ -169,7 +169,8 @@ def _split_parameters(
 ) -> tuple[dict[int, str], dict[str, Tensor], dict[str, Tensor]]:
     """(id → name, the parameters ``optimizer`` steps, the others), detached: only the stepped ones move."""
     names = {id(p): n for n, p in model.named_parameters()}
-    stepped = {names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names}
+    # a frozen parameter (requires_grad off, e.g. plasticity injection's old head) is never stepped by the optimizer
+    stepped = {names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names and p.requires_grad}
     if not stepped:
         raise ValueError("optimizer holds none of model's parameters")
     all_params = {n: p.detach() for n, p in model.named_parameters()}

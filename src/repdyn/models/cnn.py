@@ -36,13 +36,18 @@ class NatureCNN(nn.Module):
         self.fc = nn.Linear(64 * 7 * 7, hidden)
         self.act = activation_module(activation)
         self.head = nn.Linear(hidden, out_dim) if out_dim is not None else None
-        self.feature_dim = hidden
+        self.feature_dim, self.head_gain = hidden, head_gain
+        self.init_parameters()
+
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw every parameter from the initial distribution (``generator``: None = the global RNG); the reset
+        interventions call this on a copy for a fresh draw."""
         gain = nn.init.calculate_gain("relu")
         for m in [*self.convs, self.fc]:
-            nn.init.orthogonal_(m.weight, gain)
+            nn.init.orthogonal_(m.weight, gain, generator=generator)
             nn.init.zeros_(m.bias)
         if self.head is not None:
-            nn.init.orthogonal_(self.head.weight, head_gain)
+            nn.init.orthogonal_(self.head.weight, self.head_gain, generator=generator)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:

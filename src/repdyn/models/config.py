@@ -12,3 +12,4 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     min_scale: float = 1e-4  # floor added to softplus(std) of the TanhNormal head
+    norm: str = "none"  # none | layer (LayerNorm before each hidden activation, MLP only; docs/experiments.md)

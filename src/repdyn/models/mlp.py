@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU}
+
+class CReLU(nn.Module):
+    """Concatenated ReLU [relu(z), relu(−z)] along the last dimension: twice the units of its input, and every unit
+    of z passes a gradient through one half (Shang et al. 2016; used against loss of plasticity by Abbas, Zhao,
+    Modayil, White & Machado 2023, "Loss of Plasticity in Continual Deep Reinforcement Learning", arXiv:2303.07507)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.relu(z), torch.relu(-z)], -1)
+
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+    "crelu": CReLU,
+}
+WIDTH_FACTOR = {"crelu": 2}  # output units per input unit of an activation (1 when absent)
+NORMS = ("none", "layer")
 
 
 def activation_module(name: str) -> nn.Module:
-    """Return a fresh activation module by name (``tanh``, ``relu``, ``gelu``, ``elu``)."""
+    """Return a fresh activation module by name (``tanh``, ``relu``, ``gelu``, ``elu``, ``crelu``)."""
     if name not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
     return _ACTIVATIONS[name]()
+
+
+def _norm(kind: str, width: int) -> nn.Module:
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+    return nn.LayerNorm(width) if kind == "layer" else nn.Identity()
 
 
 class MLP(nn.Module):
@@ -23,6 +48,11 @@ class MLP(nn.Module):
     With ``out_dim=None`` the network has no head and returns the features as its output (a trunk).
     ``init="orthogonal"`` follows the PPO reference implementations used by Moalla et al. 2024 (gain √2 hidden,
     ``head_gain`` on the head); ``init="default"`` keeps PyTorch's default (used by the theory modules).
+
+    ``norm="layer"``: a LayerNorm between each hidden linear layer and its activation (Lyle et al. 2024,
+    arXiv:2407.01800); the pre-activations returned are the activation's input, i.e. after the norm.
+    ``activation="crelu"`` doubles each layer's units, so the linear layers get ``hidden[i] / 2`` outputs and the
+    features keep the configured width ``hidden[i]`` (widths must be even).
     """
 
     def __init__(
@@ -33,33 +63,61 @@ class MLP(nn.Module):
         activation: str = "tanh",
         init: str = "orthogonal",
         head_gain: float = 1.0,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if len(hidden) == 0:
             raise ValueError("MLP needs at least one hidden layer (the penultimate features)")
-        self.activation_name = activation
-        dims = [in_dim, *hidden]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        factor = WIDTH_FACTOR.get(activation, 1)
+        if any(h % factor for h in hidden):
+            raise ValueError(f"activation={activation!r} needs hidden widths divisible by {factor}, got {hidden}")
+        if init not in ("orthogonal", "default"):
+            raise ValueError(f"unknown init {init!r}; choose 'orthogonal' or 'default'")
+        self.activation_name, self.init, self.head_gain = activation, init, head_gain
+        units = [h // factor for h in hidden]  # linear outputs; the activation maps them to the configured widths
+        ins = [in_dim, *hidden[:-1]]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(ins, units, strict=True))
+        self.norms = nn.ModuleList(_norm(norm, u) for u in units)
         self.act = activation_module(activation)
         self.head = nn.Linear(hidden[-1], out_dim) if out_dim is not None else None
         self.feature_dim = hidden[-1]
-        if init == "orthogonal":
-            gain = nn.init.calculate_gain("tanh" if activation == "tanh" else "relu")
+        if init == "orthogonal":  # "default": nn.Linear has already drawn PyTorch's init from the global RNG
+            self.init_parameters()
+
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw every parameter from the initial distribution (``generator``: None = the global RNG); LayerNorms
+        start at gain 1, bias 0. The reset interventions call this on a copy for a fresh draw."""
+        if self.init == "orthogonal":
+            gain = nn.init.calculate_gain("tanh" if self.activation_name == "tanh" else "relu")
             for layer in self.layers:
-                nn.init.orthogonal_(layer.weight, gain)
-                nn.init.zeros_(layer.bias)
+                _orthogonal(layer, gain, generator)
             if self.head is not None:
-                nn.init.orthogonal_(self.head.weight, head_gain)
-                nn.init.zeros_(self.head.bias)
-        elif init != "default":
-            raise ValueError(f"unknown init {init!r}; choose 'orthogonal' or 'default'")
+                _orthogonal(self.head, self.head_gain, generator)
+        else:
+            for layer in [*self.layers, *([self.head] if self.head is not None else [])]:
+                _torch_default(layer, generator)
+        for n in self.norms:
+            if isinstance(n, nn.LayerNorm):
+                n.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         preacts = []
         h = x
-        for layer in self.layers:
-            z = layer(h)
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            z = norm(layer(h))
             preacts.append(z)
             h = self.act(z)
         out = self.head(h) if self.head is not None else h
         return out, h, tuple(preacts)
+
+
+def _orthogonal(layer: nn.Module, gain: float, generator: torch.Generator | None) -> None:
+    nn.init.orthogonal_(layer.weight, gain, generator=generator)
+    nn.init.zeros_(layer.bias)
+
+
+def _torch_default(layer: nn.Linear, generator: torch.Generator | None) -> None:
+    """``nn.Linear.reset_parameters`` with a generator: U(±1/√fan_in) for weight (kaiming_uniform, a=√5) and bias."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1.0 / math.sqrt(layer.weight.shape[1])
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
