@@ -23,7 +23,7 @@ from repdyn.interventions.reinit import fresh_copy
 from repdyn.interventions.reset_layers import ResetLayers
 from repdyn.interventions.shrink_perturb import ShrinkPerturb, shrink_perturb_
 from repdyn.metrics.units import dormant_mask
-from repdyn.models import MLP
+from repdyn.models.mlp import MLP
 
 RUN_CFG = OmegaConf.create(
     {"seed": 3, "intervention": {}, "model": {"name": "mlp", "hidden": [16, 16], "activation": "relu"}}
