@@ -14,6 +14,7 @@ from torch import nn
 
 from repdyn.agents.networks import CriticNet, build_body
 from repdyn.config import ConfigError, validate
+from repdyn.interventions import RunFacts
 from repdyn.interventions.aux_common import head_loss, td_targets
 from repdyn.interventions.aux_ensemble import AuxEnsemble, taken_action_values
 from repdyn.interventions.aux_multi_gamma import AuxMultiGamma
@@ -41,8 +42,8 @@ def _agent(net: nn.Module, name: str = "qnet", **extra) -> SimpleNamespace:
     return SimpleNamespace(networks={name: net}, optimizers={name: opt}, **extra)
 
 
-def _run_cfg(agent: str, gamma: float = 0.9, seed: int = 0):
-    return OmegaConf.create({"seed": seed, "agent": {"name": agent, "gamma": gamma}, "model": MLP})
+def _run(agent: str, gamma: float = 0.9, seed: int = 0) -> RunFacts:
+    return RunFacts(seed, agent, gamma, minibatch_size=64, env_family="classic", model=OmegaConf.create(MLP))
 
 
 def _set_heads(head: nn.Linear, weight: list[list[float]]) -> None:
@@ -65,7 +66,7 @@ def test_random_cumulant_target_on_a_hand_made_transition():
     """h(φ(s)) = s (identity heads), c(s) = 2 · (s₀, −s₁), γ = 0.5: for s = (1, 2), s' = (3, 4) the targets are
     c(s) + γ h(s') = (2 + 1.5, −4 + 2) = (3.5, −2); at a termination just c(s) = (2, −4)."""
     cfg = AuxRandomCumulants.Config(heads=2, coef=3.0, cumulant_scale=2.0, gamma=0.5)
-    aux = AuxRandomCumulants(cfg, _run_cfg("dqn", gamma=0.99))  # cfg.gamma overrides the agent's
+    aux = AuxRandomCumulants(cfg, _run("dqn", gamma=0.99))  # cfg.gamma overrides the agent's
     net = _IdentityFeatures(2)
     aux.on_agent_built(_agent(net, obs_shape=(2,)))
     _set_heads(aux.heads["qnet"], [[1.0, 0.0], [0.0, 1.0]])
@@ -82,9 +83,9 @@ def test_random_cumulant_target_on_a_hand_made_transition():
 
 
 def test_random_cumulant_network_is_fixed_seeded_and_checkpointed():
-    run_cfg = _run_cfg("ppo")
+    run = _run("ppo")
     nets = [CriticNet(build_body(OmegaConf.create(MLP), (4,), 1, 1.0)) for _ in range(2)]
-    auxes = [AuxRandomCumulants(AuxRandomCumulants.Config(heads=3), run_cfg) for _ in range(2)]
+    auxes = [AuxRandomCumulants(AuxRandomCumulants.Config(heads=3), run) for _ in range(2)]
     for aux, net in zip(auxes, nets, strict=True):
         aux.on_agent_built(_agent(net, "critic", obs_shape=(4,), update_keys=("observation",)))
     obs = torch.randn(5, 4)
@@ -92,7 +93,7 @@ def test_random_cumulant_network_is_fixed_seeded_and_checkpointed():
     assert c.shape == (5, 3) and not c.requires_grad and c.std() > 0
     assert torch.equal(c, auxes[1].cumulant_net(obs)[0])  # same run seed → same cumulants
     assert ("next", "observation") in auxes[0].agent.update_keys  # PPO minibatches now carry the next observation
-    other = AuxRandomCumulants(AuxRandomCumulants.Config(heads=3), _run_cfg("ppo", seed=1))
+    other = AuxRandomCumulants(AuxRandomCumulants.Config(heads=3), _run("ppo", seed=1))
     other.on_agent_built(_agent(nets[0], "critic", obs_shape=(4,)))
     assert not torch.equal(c, other.cumulant_net(obs)[0])
     other.load_state_dict(auxes[0].state_dict())
@@ -102,7 +103,7 @@ def test_random_cumulant_network_is_fixed_seeded_and_checkpointed():
 def test_ensemble_heads_start_independent_and_leave_the_agent_rng_alone():
     net = CriticNet(build_body(OmegaConf.create(MLP), (4,), 1, 1.0))
     torch.manual_seed(7)
-    aux = AuxEnsemble(AuxEnsemble.Config(heads=5), _run_cfg("ppo"))
+    aux = AuxEnsemble(AuxEnsemble.Config(heads=5), _run("ppo"))
     aux.on_agent_built(_agent(net, "critic"))
     after = torch.rand(3)
     torch.manual_seed(7)
@@ -112,7 +113,7 @@ def test_ensemble_heads_start_independent_and_leave_the_agent_rng_alone():
     assert all(not torch.allclose(w[i], w[j]) for i in range(5) for j in range(i + 1, 5))
     pred = aux.heads["critic"](torch.randn(16, 8))
     assert pred.std(dim=1).min() > 0  # five different predictions of the same state
-    twin = AuxEnsemble(AuxEnsemble.Config(heads=5), _run_cfg("ppo"))
+    twin = AuxEnsemble(AuxEnsemble.Config(heads=5), _run("ppo"))
     twin.on_agent_built(_agent(net, "critic"))
     assert torch.equal(w, twin.heads["critic"].weight)  # reproducible from the run seed
 
@@ -120,14 +121,14 @@ def test_ensemble_heads_start_independent_and_leave_the_agent_rng_alone():
 def test_ensemble_targets_are_the_agent_value_targets():
     net = _IdentityFeatures(2)
     # PPO: every head regresses value_target
-    ppo = AuxEnsemble(AuxEnsemble.Config(heads=3), _run_cfg("ppo"))
+    ppo = AuxEnsemble(AuxEnsemble.Config(heads=3), _run("ppo"))
     ppo.on_agent_built(_agent(net, "critic"))
     mb = TensorDict({"value_target": torch.tensor([[1.5], [-2.0]])}, [2])
     pred, target = ppo.pred_and_target(mb, "critic", torch.randn(2, 2))
     assert pred.shape == target.shape == (2, 3) and torch.equal(target, torch.tensor([[1.5] * 3, [-2.0] * 3]))
     # DQN: the taken action's output of each head regresses the agent's TD target
     y = torch.tensor([0.25, 4.0])
-    dqn = AuxEnsemble(AuxEnsemble.Config(heads=2), _run_cfg("dqn"))
+    dqn = AuxEnsemble(AuxEnsemble.Config(heads=2), _run("dqn"))
     dqn.on_agent_built(_agent(net, n_actions=3, td_targets=lambda td: y))
     out = torch.arange(12.0).reshape(2, 6)  # head-major: [h0(a0..a2), h1(a0..a2)]
     assert torch.equal(taken_action_values(out, torch.tensor([[2], [0]]), 2), torch.tensor([[2.0, 5.0], [6.0, 9.0]]))
@@ -138,7 +139,7 @@ def test_ensemble_targets_are_the_agent_value_targets():
 
 def test_multi_gamma_targets_for_a_known_reward_and_value():
     """r = 1, heads h(s') = (2, 4, 6) for γ = (0, 0.5, 1): targets (1, 3, 7); at a termination (1, 1, 1)."""
-    aux = AuxMultiGamma(AuxMultiGamma.Config(gammas=[0.0, 0.5, 1.0]), _run_cfg("dqn"))
+    aux = AuxMultiGamma(AuxMultiGamma.Config(gammas=[0.0, 0.5, 1.0]), _run("dqn"))
     net = _IdentityFeatures(2)
     aux.on_agent_built(_agent(net))
     _set_heads(aux.heads["qnet"], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
@@ -155,7 +156,7 @@ def test_multi_gamma_targets_for_a_known_reward_and_value():
 def test_aux_gradient_reaches_the_trunk_and_the_heads_have_their_own_optimizer(cls):
     net = CriticNet(build_body(OmegaConf.create(MLP), (4,), 2, 1.0))
     agent = _agent(net, obs_shape=(4,), n_actions=2, td_targets=lambda td: torch.ones(6))
-    aux = cls(cls.Config(), _run_cfg("dqn"))
+    aux = cls(cls.Config(), _run("dqn"))
     aux.on_agent_built(agent)
     assert set(agent.optimizers) == {"qnet", cls.name}
     heads = {id(p) for p in aux.heads.parameters()}

@@ -9,6 +9,7 @@ from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 
 from repdyn.agents.networks import CriticNet
+from repdyn.interventions import RunFacts
 from repdyn.interventions.ntk_eviction import NTKEviction, NTKEvictionWriter, eviction_slots, qnet_ntk_diag_fn
 from repdyn.models.mlp import MLP
 
@@ -120,12 +121,12 @@ def test_intervention_replaces_the_agent_replay_and_checks_its_config():
             self.capacity, self.writer = capacity, writer
 
     agent = Agent()
-    iv = NTKEviction(NTKEviction.Config(capacity=4000), run_cfg=None)
+    iv = NTKEviction(NTKEviction.Config(capacity=4000), run=None)
     iv.on_agent_built(agent)
     assert agent.capacity == 4000 and isinstance(agent.writer, NTKEvictionWriter)
-    run_cfg = type("C", (), {"agent": type("A", (), {"minibatch_size": 128})()})()
-    assert "q_reduction" in NTKEviction.check(NTKEviction.Config(q_reduction="min"), run_cfg)
-    assert "capacity" in NTKEviction.check(NTKEviction.Config(capacity=64), run_cfg)
-    assert NTKEviction.check(NTKEviction.Config(), run_cfg) is None
+    run = RunFacts(0, "dqn", 0.99, 128, "classic", model=None)
+    assert "q_reduction" in NTKEviction.check(NTKEviction.Config(q_reduction="min"), run)
+    assert "capacity" in NTKEviction.check(NTKEviction.Config(capacity=64), run)
+    assert NTKEviction.check(NTKEviction.Config(), run) is None
     with pytest.raises(ValueError, match="q_reduction"):
         qnet_ntk_diag_fn(agent.qnet, "min")

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from tensordict import TensorDict
 
 from repdyn.config import ConfigError, validate
-from repdyn.interventions import Hooks, available
+from repdyn.interventions import Hooks, RunFacts, available
 from repdyn.interventions.infer import infer_loss
 from repdyn.interventions.pfo import PFO, pfo_loss
 from repdyn.interventions.pfo_all import PFOAll
@@ -37,14 +37,14 @@ def test_pfo_loss_is_unit_and_sample_mean_of_squares():
 
 def test_pfo_and_pfo_all_read_penultimate_vs_every_layer():
     """A minibatch whose stored penultimate matches but whose first layer differs: pfo = 0, pfo_all > 0."""
-    run_cfg = OmegaConf.create({"env": {"family": "classic"}, "model": {"activation": "tanh"}, "seed": 0})
+    run = RunFacts(0, "ppo", 0.99, 64, "classic", OmegaConf.create({"activation": "tanh"}))
     n = 5
     z1, z2 = torch.randn(n, 8), torch.randn(n, 6)
     delta = torch.full((n, 8), 0.5)
     outputs = {"actor": (torch.randn(n, 2), torch.tanh(z2), z2, torch.cat([z1, z2], -1))}
     mb = TensorDict({"actor": {"preact": z2.clone(), "preacts_all": torch.cat([z1 + delta, z2], -1)}}, [n])
-    pfo = PFO(PFO.Config(coef=None), run_cfg).extra_loss(mb, outputs)["pfo"]
-    pfo_all = PFOAll(PFOAll.Config(coef=None), run_cfg).extra_loss(mb, outputs)["pfo_all"]
+    pfo = PFO(PFO.Config(coef=None), run).extra_loss(mb, outputs)["pfo"]
+    pfo_all = PFOAll(PFOAll.Config(coef=None), run).extra_loss(mb, outputs)["pfo_all"]
     assert pfo.item() == 0.0
     # unit mean over the 14 concatenated units: 8 units off by 0.5 → 8 · 0.25 / 14, coefficient 1 (tanh)
     assert pfo_all.item() == pytest.approx(8 * 0.25 / 14)

@@ -6,6 +6,7 @@ CReLU) and config-time refusals."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +17,7 @@ from tensordict import TensorDict
 from repdyn.agents.adam_step import step_all, zero_grads
 from repdyn.agents.networks import ActorNet, CriticNet
 from repdyn.config import ConfigError, validate
+from repdyn.interventions import RunFacts
 from repdyn.interventions.l2_init import L2Init, l2_init_loss
 from repdyn.interventions.plasticity_injection import PlasticityInjection
 from repdyn.interventions.redo import ReDo
@@ -25,8 +27,13 @@ from repdyn.interventions.shrink_perturb import ShrinkPerturb, shrink_perturb_
 from repdyn.metrics.units import dormant_mask
 from repdyn.models.mlp import MLP
 
-RUN_CFG = OmegaConf.create(
-    {"seed": 3, "intervention": {}, "model": {"name": "mlp", "hidden": [16, 16], "activation": "relu"}}
+RUN = RunFacts(
+    seed=3,
+    agent="dqn",
+    gamma=0.99,
+    minibatch_size=64,
+    env_family="classic",
+    model=OmegaConf.create({"name": "mlp", "hidden": [16, 16], "activation": "relu"}),
 )
 IN, OUT, N = 5, 3, 64
 
@@ -75,7 +82,7 @@ def test_redo_recycles_exactly_the_planted_dormant_units_and_leaves_the_rest_bit
     assert dormant_mask(torch.relu(preacts[1])).nonzero().flatten().tolist() == [4]
     before, out_before = _snapshot(body), body(obs)[0].detach()
     moments = {k: [s.clone() for s in (st["exp_avg"], st["exp_avg_sq"])] for k, st in _named_state(agent).items()}
-    redo = ReDo(ReDo.Config(period=N, tau=0.025, samples=N), RUN_CFG)
+    redo = ReDo(ReDo.Config(period=N, tau=0.025, samples=N), RUN)
     gen_state = redo.generator.get_state()
     redo.on_batch_collected(TensorDict({"observation": obs}, [N]), agent)
     redo.after_batch_update(agent, 0.5)
@@ -116,10 +123,10 @@ def _after_perm(state: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def test_redo_refuses_crelu_and_bad_values():
-    cfg = OmegaConf.merge(RUN_CFG, {"model": {"activation": "crelu"}})
+    cfg = dataclasses.replace(RUN, model=OmegaConf.merge(RUN.model, {"activation": "crelu"}))
     assert "crelu" in ReDo.check(ReDo.Config(), cfg)
-    assert "tau" in ReDo.check(ReDo.Config(tau=-1.0), RUN_CFG)
-    assert "period" in ReDo.check(ReDo.Config(period=0), RUN_CFG)
+    assert "tau" in ReDo.check(ReDo.Config(tau=-1.0), RUN)
+    assert "period" in ReDo.check(ReDo.Config(period=0), RUN)
 
 
 # --- Shrink & Perturb -----------------------------------------------------------------------------------------
@@ -128,7 +135,7 @@ def test_redo_refuses_crelu_and_bad_values():
 def test_shrink_perturb_with_shrink_one_and_perturb_zero_is_the_identity():
     body = _body(norm="layer")
     agent, before = _agent(body), _snapshot(body)
-    sp = ShrinkPerturb(ShrinkPerturb.Config(period=1, shrink=1.0, perturb=0.0), RUN_CFG)
+    sp = ShrinkPerturb(ShrinkPerturb.Config(period=1, shrink=1.0, perturb=0.0), RUN)
     sp.on_batch_collected(TensorDict({}, [4]), agent)
     sp.after_batch_update(agent, 0.1)
     assert sp.applied == 1
@@ -138,7 +145,7 @@ def test_shrink_perturb_with_shrink_one_and_perturb_zero_is_the_identity():
 def test_shrink_perturb_is_lambda_theta_plus_sigma_fresh_init():
     body = _body()
     agent, before = _agent(body), _snapshot(body)
-    sp = ShrinkPerturb(ShrinkPerturb.Config(period=1, shrink=0.5, perturb=2.0), RUN_CFG)
+    sp = ShrinkPerturb(ShrinkPerturb.Config(period=1, shrink=0.5, perturb=2.0), RUN)
     noise = _snapshot(fresh_copy(body, torch.Generator().set_state(sp.generator.get_state())))
     sp.apply(agent)
     for k, v in _snapshot(body).items():
@@ -153,7 +160,7 @@ def test_shrink_perturb_is_lambda_theta_plus_sigma_fresh_init():
 def test_l2_init_is_zero_at_init_and_its_gradient_is_two_lambda_delta():
     body, coef = _body(), 0.3
     agent = _agent(body)
-    l2 = L2Init(L2Init.Config(coef=coef), RUN_CFG)
+    l2 = L2Init(L2Init.Config(coef=coef), RUN)
     l2.on_agent_built(agent)
     assert l2.extra_loss(None, {})["l2_init"].item() == 0.0
     init = {k: v.clone() for k, v in l2.params0.items()}
@@ -180,7 +187,7 @@ def test_l2_init_is_zero_at_init_and_its_gradient_is_two_lambda_delta():
 def test_injection_keeps_outputs_then_trains_only_the_new_head_and_the_encoder_if_asked(train_encoder):
     body, obs = _body(), torch.randn(N, IN)
     agent = _agent(body, dqn=True)
-    pi = PlasticityInjection(PlasticityInjection.Config(at=0.5, train_encoder=train_encoder), RUN_CFG)
+    pi = PlasticityInjection(PlasticityInjection.Config(at=0.5, train_encoder=train_encoder), RUN)
     pi.on_agent_built(agent)
     _train_step(agent, obs)
     pi.after_batch_update(agent, 0.25)
@@ -215,7 +222,7 @@ def test_reset_is_a_fresh_draw_of_the_initial_distribution_not_the_initial_value
     agent, init = _agent(body, dqn=True), _snapshot(body)
     _train_step(agent, obs)
     before = _snapshot(body)
-    reset = ResetLayers(ResetLayers.Config(period=1, k=1), RUN_CFG)
+    reset = ResetLayers(ResetLayers.Config(period=1, k=1), RUN)
     expected = _snapshot(fresh_copy(body, torch.Generator().set_state(reset.generator.get_state())))
     reset.apply(agent)
     after = _snapshot(body)
@@ -236,7 +243,7 @@ def test_reset_k_two_resets_the_penultimate_layer_with_its_layernorm():
     with torch.no_grad():
         body.norms[1].weight.fill_(3.0)
         body.norms[0].weight.fill_(3.0)
-    ResetLayers(ResetLayers.Config(period=1, k=2), RUN_CFG).apply(agent)
+    ResetLayers(ResetLayers.Config(period=1, k=2), RUN).apply(agent)
     assert (body.norms[1].weight == 1).all() and (body.norms[0].weight == 3).all()
 
 
@@ -293,7 +300,7 @@ def test_actor_head_injection_keeps_categorical_logits():
     torch.manual_seed(0)
     actor = ActorNet(MLP(IN, (16, 16), OUT, activation="tanh", head_gain=0.01), continuous=False)
     agent = SimpleNamespace(networks={"actor": actor}, optimizers={"actor": torch.optim.Adam(actor.parameters())})
-    pi = PlasticityInjection(PlasticityInjection.Config(at=0.1), RUN_CFG)
+    pi = PlasticityInjection(PlasticityInjection.Config(at=0.1), RUN)
     pi.on_agent_built(agent)
     x = torch.randn(N, IN)
     logits = actor(x)[0].detach()

@@ -28,8 +28,36 @@ def register(cls: type[Intervention]) -> type[Intervention]:
     return cls
 
 
+@dataclasses.dataclass(frozen=True)
+class RunFacts:
+    """What an intervention may know of the run beyond its own config section: the explicit values interventions
+    use (their seeds, compatibility checks, networks they build like the agent's), not the whole run config."""
+
+    seed: int
+    agent: str  # agent.name: ppo | dqn
+    gamma: float  # the agent's discount
+    minibatch_size: int  # the agent's minibatch
+    env_family: str  # classic | mujoco | atari
+    model: Any  # the model section (name, hidden, activation, norm, ...)
+    interventions: tuple[str, ...] = ()  # every active intervention, in config order
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> RunFacts:
+        """The facts of a composed run config."""
+        return cls(
+            seed=int(cfg.seed),
+            agent=str(cfg.agent.name),
+            gamma=float(cfg.agent.gamma),
+            minibatch_size=int(cfg.agent.minibatch_size),
+            env_family=str(cfg.env.family),
+            model=cfg.model,
+            interventions=tuple(cfg.intervention or {}),
+        )
+
+
 class Intervention:
-    """Base class: override the hooks you need. ``Config`` is a dataclass of the yaml fields."""
+    """Base class: override the hooks you need. ``Config`` is a dataclass of the yaml fields; ``run`` the
+    :class:`RunFacts` it may read."""
 
     name: ClassVar[str]
     agents: ClassVar[tuple[str, ...]] = ("ppo", "dqn")  # agents this intervention supports
@@ -38,8 +66,8 @@ class Intervention:
     class Config:
         pass
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        self.cfg, self.run_cfg = cfg, run_cfg
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        self.cfg, self.run = cfg, run
 
     def on_agent_built(self, agent: Any) -> None:
         """After networks and optimizers exist, before any collection."""
@@ -100,7 +128,7 @@ def validate_interventions(cfg: DictConfig) -> None:
         typed = _typed_config(name, raw)
         check = getattr(cls, "check", None)
         if check is not None:
-            msg = check(typed, cfg)
+            msg = check(typed, RunFacts.of(cfg))
             if msg:
                 raise ConfigError(f"intervention.{name}: {msg}")
 
@@ -113,7 +141,8 @@ class Hooks:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Hooks:
-        return cls([_load_all()[n](_typed_config(n, raw), cfg) for n, raw in (cfg.intervention or {}).items()])
+        run = RunFacts.of(cfg)
+        return cls([_load_all()[n](_typed_config(n, raw), run) for n, raw in (cfg.intervention or {}).items()])
 
     def names(self) -> list[str]:
         return [i.name for i in self.items]

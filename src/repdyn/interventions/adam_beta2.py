@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from omegaconf import DictConfig
-
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 
 
 @register
@@ -24,7 +22,7 @@ class AdamBeta2(Intervention):
         beta2: float = 0.9  # Moalla et al. 2024: equal to the default β1
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if not 0.0 <= cfg.beta2 < 1.0:
             return f"beta2 must be in [0, 1), got {cfg.beta2}"
         return None

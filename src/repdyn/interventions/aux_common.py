@@ -22,10 +22,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from repdyn.interventions import Intervention
+from repdyn.interventions import Intervention, RunFacts
 
 AGENT_NETWORKS: dict[str, tuple[str, ...]] = {"ppo": ("actor", "critic"), "dqn": ("qnet",)}
 DEFAULT_NETWORKS: dict[str, list[str]] = {"ppo": ["critic"], "dqn": ["qnet"]}
@@ -78,14 +77,14 @@ class AuxHeads(Intervention):
     needs_next: ClassVar[bool] = False  # the loss reads NEXT_KEYS from the minibatch
 
     @staticmethod
-    def check_common(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check_common(cfg: Any, run: RunFacts) -> str | None:
         if cfg.coef < 0:
             return f"coef must be ≥ 0, got {cfg.coef}"
-        return check_networks(None if cfg.networks is None else list(cfg.networks), run_cfg.agent.name)
+        return check_networks(None if cfg.networks is None else list(cfg.networks), run.agent)
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
-        nets = cfg.networks if cfg.networks is not None else DEFAULT_NETWORKS[run_cfg.agent.name]
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
+        nets = cfg.networks if cfg.networks is not None else DEFAULT_NETWORKS[run.agent]
         self.networks: list[str] = list(nets)
         self.heads = nn.ModuleDict()
 
@@ -98,7 +97,7 @@ class AuxHeads(Intervention):
     def on_agent_built(self, agent: Any) -> None:
         self.agent = agent
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.run_cfg.seed) + self.seed_offset)
+            torch.manual_seed(int(self.run.seed) + self.seed_offset)
             for net in self.networks:
                 self.heads[net] = nn.Linear(agent.networks[net].body.feature_dim, self.head_outputs(agent))
             self.build_extra(agent)

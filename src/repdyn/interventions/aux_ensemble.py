@@ -19,9 +19,8 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
-from repdyn.interventions import register
+from repdyn.interventions import RunFacts, register
 from repdyn.interventions.aux_common import AuxConfig, AuxHeads
 
 
@@ -42,13 +41,13 @@ class AuxEnsemble(AuxHeads):
         heads: int = 10  # M
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if cfg.heads < 1:
             return f"heads must be ≥ 1, got {cfg.heads}"
-        return AuxHeads.check_common(cfg, run_cfg)
+        return AuxHeads.check_common(cfg, run)
 
     def head_outputs(self, agent: Any) -> int:
-        self.q_heads = self.run_cfg.agent.name == "dqn"
+        self.q_heads = self.run.agent == "dqn"
         return self.cfg.heads * (agent.n_actions if self.q_heads else 1)
 
     def pred_and_target(self, minibatch: Any, net: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,9 +17,8 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
-from repdyn.interventions import register
+from repdyn.interventions import RunFacts, register
 from repdyn.interventions.aux_common import AuxConfig, AuxHeads, td_targets
 
 
@@ -34,13 +33,13 @@ class AuxMultiGamma(AuxHeads):
         gammas: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.9, 0.99])  # one head each
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if not cfg.gammas:
             return "gammas must be a non-empty list"
         bad = [g for g in cfg.gammas if not 0.0 <= g <= 1.0]
         if bad:
             return f"gammas must all be in [0, 1], got {list(cfg.gammas)}"
-        return AuxHeads.check_common(cfg, run_cfg)
+        return AuxHeads.check_common(cfg, run)
 
     def head_outputs(self, agent: Any) -> int:
         return len(self.cfg.gammas)

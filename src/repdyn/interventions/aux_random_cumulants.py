@@ -20,11 +20,10 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from repdyn.agents.networks import build_body
-from repdyn.interventions import register
+from repdyn.interventions import RunFacts, register
 from repdyn.interventions.aux_common import AuxConfig, AuxHeads, td_targets
 
 
@@ -47,22 +46,22 @@ class AuxRandomCumulants(AuxHeads):
         gamma: float | None = None  # null: the agent's γ
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if cfg.heads < 1:
             return f"heads must be ≥ 1, got {cfg.heads}"
         if not cfg.cumulant_scale > 0:
             return f"cumulant_scale must be > 0, got {cfg.cumulant_scale}"
         if cfg.gamma is not None and not 0.0 <= cfg.gamma <= 1.0:
             return f"gamma must be in [0, 1], got {cfg.gamma}"
-        return AuxHeads.check_common(cfg, run_cfg)
+        return AuxHeads.check_common(cfg, run)
 
     def head_outputs(self, agent: Any) -> int:
         return self.cfg.heads
 
     def build_extra(self, agent: Any) -> None:
-        self.cumulant_net = build_body(self.run_cfg.model, tuple(agent.obs_shape), self.cfg.heads, 1.0)
+        self.cumulant_net = build_body(self.run.model, tuple(agent.obs_shape), self.cfg.heads, 1.0)
         self.cumulant_net.requires_grad_(False)
-        gamma = self.cfg.gamma if self.cfg.gamma is not None else float(self.run_cfg.agent.gamma)
+        gamma = self.cfg.gamma if self.cfg.gamma is not None else float(self.run.gamma)
         self.gammas = torch.full((self.cfg.heads,), gamma)
 
     def pred_and_target(self, minibatch: Any, net: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

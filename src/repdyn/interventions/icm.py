@@ -35,10 +35,9 @@ from collections import deque
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 
 _SEED_OFFSET = 0x1C3  # decorrelates ICM init / shuffling from the run's other seeded streams
 _EPISODE_WINDOW = 10
@@ -148,7 +147,7 @@ class ICM(Intervention):
         eps: float = 1e-8  # added to σ_int
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if cfg.beta < 0:
             return f"beta must be ≥ 0, got {cfg.beta}"
         if not 0 <= cfg.forward_weight <= 1:
@@ -160,9 +159,9 @@ class ICM(Intervention):
             return f"lr must be > 0, got {cfg.lr}"
         return None
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
-        self.generator = torch.Generator().manual_seed(int(run_cfg.seed) + _SEED_OFFSET)
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
+        self.generator = torch.Generator().manual_seed(int(run.seed) + _SEED_OFFSET)
         self.nets: ICMNets | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.moments = RunningMoments()
@@ -177,7 +176,7 @@ class ICM(Intervention):
     def _build(self, obs_shape: tuple[int, ...]) -> None:
         discrete, n = self._space
         with torch.random.fork_rng():
-            torch.manual_seed(int(self.run_cfg.seed) + _SEED_OFFSET)
+            torch.manual_seed(int(self.run.seed) + _SEED_OFFSET)
             self.nets = ICMNets(obs_shape, n, discrete, self.cfg.feature_dim, self.cfg.hidden)
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=self.cfg.lr)
         if self._pending is not None:

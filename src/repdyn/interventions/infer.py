@@ -23,10 +23,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 from repdyn.interventions.aux_common import check_networks
 
 _SEED_OFFSET = 0x1F3E_5000
@@ -53,16 +52,16 @@ class InFeR(Intervention):
         networks: list[str] | None = None  # null: [actor, critic] for PPO, [qnet] for DQN
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if cfg.k < 1:
             return f"k must be ≥ 1, got {cfg.k}"
         if cfg.coef < 0:
             return f"coef must be ≥ 0, got {cfg.coef}"
-        return check_networks(None if cfg.networks is None else list(cfg.networks), run_cfg.agent.name)
+        return check_networks(None if cfg.networks is None else list(cfg.networks), run.agent)
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
-        self.networks = list(cfg.networks) if cfg.networks is not None else _DEFAULT_NETWORKS[run_cfg.agent.name]
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
+        self.networks = list(cfg.networks) if cfg.networks is not None else _DEFAULT_NETWORKS[run.agent]
         self.heads = nn.ModuleDict()
         self.frozen: nn.ModuleDict | None = None  # {net: frozen network copy}
         self.frozen_heads: nn.ModuleDict | None = None
@@ -70,7 +69,7 @@ class InFeR(Intervention):
     def on_agent_built(self, agent: Any) -> None:
         self.agent = agent
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.run_cfg.seed) + _SEED_OFFSET)
+            torch.manual_seed(int(self.run.seed) + _SEED_OFFSET)
             for net in self.networks:
                 self.heads[net] = nn.Linear(agent.networks[net].body.feature_dim, self.cfg.k)
         ref = agent.optimizers["actor" if "actor" in agent.optimizers else "qnet"]

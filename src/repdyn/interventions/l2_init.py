@@ -17,9 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 
 
 def l2_init_loss(params: Sequence[torch.Tensor], params0: Sequence[torch.Tensor], coef: float) -> torch.Tensor:
@@ -39,13 +38,13 @@ class L2Init(Intervention):
         coef: float = 1.0e-3  # λ (our choice; the paper tunes it per benchmark)
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if cfg.coef < 0:
             return f"coef must be ≥ 0, got {cfg.coef}"
         return None
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
         self.params0: dict[str, torch.Tensor] | None = None  # {"<network>.<parameter>": θ₀}
 
     def on_agent_built(self, agent: Any) -> None:

@@ -27,11 +27,10 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from tensordict import TensorDictBase
 from torchrl.data.replay_buffers.writers import RoundRobinWriter
 
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 from repdyn.metrics.ntk import ntk_diag, q_reduction
 
 ScoreFn = Callable[[TensorDictBase], torch.Tensor]
@@ -145,11 +144,11 @@ class NTKEviction(Intervention):
         chunk_size: int = 1024  # samples per vmapped Jacobian chunk (non-Linear layers, e.g. convolutions)
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if cfg.q_reduction not in _Q_KINDS:
             return f"q_reduction must be one of {list(_Q_KINDS)}, got {cfg.q_reduction!r}"
-        if cfg.capacity < run_cfg.agent.minibatch_size:
-            return f"capacity must be ≥ agent.minibatch_size ({run_cfg.agent.minibatch_size}), got {cfg.capacity}"
+        if cfg.capacity < run.minibatch_size:
+            return f"capacity must be ≥ agent.minibatch_size ({run.minibatch_size}), got {cfg.capacity}"
         if cfg.chunk_size < 1:
             return f"chunk_size must be ≥ 1, got {cfg.chunk_size}"
         return None

@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 
 
 def pfo_loss(preact: torch.Tensor, preact_old: torch.Tensor) -> torch.Tensor:
@@ -53,26 +52,26 @@ class PFO(Intervention):
         coef: float | None = None  # null: the paper's default for the env family / activation
 
     @classmethod
-    def default_coef(cls, run_cfg: DictConfig) -> float | None:
-        if run_cfg.env.family == "atari":
+    def default_coef(cls, run: RunFacts) -> float | None:
+        if run.env_family == "atari":
             return cls.cnn_coef
-        return cls.mlp_coefs.get(run_cfg.model.activation)
+        return cls.mlp_coefs.get(run.model.activation)
 
     @classmethod
-    def check(cls, cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cls, cfg: Any, run: RunFacts) -> str | None:
         if cfg.coef is not None and cfg.coef < 0:
             return f"coef must be ≥ 0 (or null for the paper default), got {cfg.coef}"
-        if cfg.coef is None and cls.default_coef(run_cfg) is None:
+        if cfg.coef is None and cls.default_coef(run) is None:
             return (
-                f"no paper default coefficient for model.activation={run_cfg.model.activation!r} on "
-                f"env.family={run_cfg.env.family!r} (defaults exist for atari, and tanh/relu MLPs); set "
+                f"no paper default coefficient for model.activation={run.model.activation!r} on "
+                f"env.family={run.env_family!r} (defaults exist for atari, and tanh/relu MLPs); set "
                 f"intervention.{cls.name}.coef"
             )
         return None
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
-        self.coef = float(cfg.coef if cfg.coef is not None else self.default_coef(run_cfg))
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
+        self.coef = float(cfg.coef if cfg.coef is not None else self.default_coef(run))
 
     def extra_loss(self, minibatch: Any, outputs: Mapping[str, tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
         current = outputs["actor"][self.output_index]

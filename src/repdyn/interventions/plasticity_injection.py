@@ -25,10 +25,9 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 from repdyn.interventions.reinit import bodies, refuse_rewired_bodies
 
 _SEED_OFFSET = 0x1A7E_0000
@@ -85,14 +84,14 @@ class PlasticityInjection(Intervention):
         train_encoder: bool = True  # the paper keeps training the encoder
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if not 0.0 < cfg.at < 1.0:
             return f"at must be a fraction of the budget in (0, 1), got {cfg.at}"
-        return refuse_rewired_bodies(run_cfg, PlasticityInjection.name)
+        return refuse_rewired_bodies(run, PlasticityInjection.name)
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
-        self.generator = torch.Generator().manual_seed(int(run_cfg.seed) + _SEED_OFFSET)
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
+        self.generator = torch.Generator().manual_seed(int(run.seed) + _SEED_OFFSET)
         self.heads: dict[str, list[InjectableHead]] = {}  # network → its head (and the DQN target's)
 
     def on_agent_built(self, agent: Any) -> None:

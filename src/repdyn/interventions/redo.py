@@ -19,10 +19,9 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from repdyn.interventions import register
+from repdyn.interventions import RunFacts, register
 from repdyn.interventions.reinit import Layer, PeriodicReinit, adam_moments, bodies, fresh_copy, layers
 from repdyn.metrics.units import dormant_mask
 
@@ -74,14 +73,14 @@ class ReDo(PeriodicReinit):
         samples: int = 256  # states the scores are computed on
 
     @classmethod
-    def check(cls, cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cls, cfg: Any, run: RunFacts) -> str | None:
         if cfg.tau < 0:
             return f"tau must be ≥ 0, got {cfg.tau}"
         if cfg.samples < 1:
             return f"samples must be ≥ 1, got {cfg.samples}"
-        if run_cfg.model.activation == "crelu":
+        if run.model.activation == "crelu":
             return "model.activation=crelu is not supported (a CReLU unit feeds two features of the next layer)"
-        return cls.check_period(cfg, run_cfg)
+        return cls.check_period(cfg, run)
 
     def on_batch_collected(self, batch: Any, agent: Any) -> dict[str, float]:
         self.batch = batch  # the states to score, read after the update

@@ -14,10 +14,9 @@ import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from repdyn.interventions import Intervention
+from repdyn.interventions import Intervention, RunFacts
 
 
 class Layer(NamedTuple):
@@ -73,10 +72,10 @@ def adam_moments(agent: Any, p: nn.Parameter) -> list[torch.Tensor]:
 _REWIRING = ("shared_trunk", "plasticity_injection")  # interventions that change the model bodies' structure
 
 
-def refuse_rewired_bodies(run_cfg: DictConfig, name: str) -> str | None:
+def refuse_rewired_bodies(run: RunFacts, name: str) -> str | None:
     """A shared trunk replaces the model bodies (interventions/shared_trunk.py) and plasticity injection their heads:
     the layer-level interventions then no longer see one plain MLP / NatureCNN per network."""
-    clash = [n for n in _REWIRING if n != name and n in (run_cfg.intervention or {})]
+    clash = [n for n in _REWIRING if n != name and n in run.interventions]
     if clash:
         return f"cannot be combined with {clash[0]} (it acts on the layers of each network's own model body)"
     return None
@@ -93,16 +92,16 @@ class PeriodicReinit(Intervention):
     class Config:
         period: int = 10_000
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
-        self.generator = torch.Generator().manual_seed(int(run_cfg.seed) + self.seed_offset)
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
+        self.generator = torch.Generator().manual_seed(int(run.seed) + self.seed_offset)
         self.env_steps, self.next_at, self.applied = 0, int(cfg.period), 0
 
     @classmethod
-    def check_period(cls, cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check_period(cls, cfg: Any, run: RunFacts) -> str | None:
         if cfg.period < 1:
             return f"period must be ≥ 1 env step, got {cfg.period}"
-        return refuse_rewired_bodies(run_cfg, cls.name)
+        return refuse_rewired_bodies(run, cls.name)
 
     def apply(self, agent: Any) -> None:
         raise NotImplementedError  # every registered subclass overrides it

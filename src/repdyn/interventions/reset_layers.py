@@ -17,10 +17,9 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from repdyn.interventions import register
+from repdyn.interventions import RunFacts, register
 from repdyn.interventions.reinit import PeriodicReinit, bodies, clear_adam_state, fresh_copy, layers
 
 _SEED_OFFSET = 0x2E5E_0000
@@ -55,11 +54,11 @@ class ResetLayers(PeriodicReinit):
         k: int = 1  # layers from the output: 1 = the head only (our default; the paper's k depends on the agent)
 
     @classmethod
-    def check(cls, cfg: Any, run_cfg: DictConfig) -> str | None:
-        n_layers = (4 if run_cfg.model.name == "cnn" else len(run_cfg.model.hidden)) + 1  # hidden layers + head
+    def check(cls, cfg: Any, run: RunFacts) -> str | None:
+        n_layers = (4 if run.model.name == "cnn" else len(run.model.hidden)) + 1  # hidden layers + head
         if not 1 <= cfg.k <= n_layers:
             return f"k must be in [1, {n_layers}] (the network's weight layers, head included), got {cfg.k}"
-        return cls.check_period(cfg, run_cfg)
+        return cls.check_period(cfg, run)
 
     def apply(self, agent: Any) -> None:
         target = getattr(agent, "target_qnet", None)

@@ -13,9 +13,8 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
-from repdyn.interventions import Intervention, register
+from repdyn.interventions import Intervention, RunFacts, register
 
 _SEED_OFFSET = 0x5EED_3A5C  # decorrelates the mask stream from the run's other seeded streams
 
@@ -37,14 +36,14 @@ class RewardMask(Intervention):
         p: float = 0.9  # probability that a reward is replaced by 0
 
     @staticmethod
-    def check(cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cfg: Any, run: RunFacts) -> str | None:
         if not 0.0 <= cfg.p <= 1.0:
             return f"p must be a probability in [0, 1], got {cfg.p}"
         return None
 
-    def __init__(self, cfg: Any, run_cfg: DictConfig) -> None:
-        super().__init__(cfg, run_cfg)
-        self.generator = torch.Generator().manual_seed(int(run_cfg.seed) + _SEED_OFFSET)
+    def __init__(self, cfg: Any, run: RunFacts) -> None:
+        super().__init__(cfg, run)
+        self.generator = torch.Generator().manual_seed(int(run.seed) + _SEED_OFFSET)
 
     def on_batch_collected(self, batch: Any, agent: Any) -> dict[str, float]:
         masked, keep = mask_rewards(batch["next", "reward"], self.cfg.p, self.generator)

@@ -18,9 +18,8 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
-from omegaconf import DictConfig
 
-from repdyn.interventions import register
+from repdyn.interventions import RunFacts, register
 from repdyn.interventions.reinit import PeriodicReinit, bodies, fresh_copy
 
 _SEED_OFFSET = 0x5A9D_0000
@@ -45,12 +44,12 @@ class ShrinkPerturb(PeriodicReinit):
         perturb: float = 0.2  # σ (our choice; λ + σ = 1 interpolates toward a fresh init)
 
     @classmethod
-    def check(cls, cfg: Any, run_cfg: DictConfig) -> str | None:
+    def check(cls, cfg: Any, run: RunFacts) -> str | None:
         if not 0 <= cfg.shrink <= 1:
             return f"shrink must be in [0, 1], got {cfg.shrink}"
         if cfg.perturb < 0:
             return f"perturb must be ≥ 0, got {cfg.perturb}"
-        return cls.check_period(cfg, run_cfg)
+        return cls.check_period(cfg, run)
 
     def apply(self, agent: Any) -> None:
         for body in bodies(agent).values():
