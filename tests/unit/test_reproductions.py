@@ -61,9 +61,13 @@ def test_a_planted_bad_name_is_caught() -> None:
     ]
 
 
+VERDICTS = {"reproduced", "not reproduced", "not testable at this budget"}
+
+
 def test_one_row_per_claim_with_a_verdict() -> None:
     rows = [line for line in PAGE.read_text(encoding="utf-8").splitlines() if re.match(r"^\| *\d+ *\|", line)]
     assert len(rows) >= 10
-    verdicts = ("reproduced", "not reproduced", "partly reproduced", "not testable at this budget")
     for row in rows:
-        assert any(v in row.lower() for v in verdicts), row
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]  # split on unescaped pipes
+        assert len(cells) == 6 and all(cells), row
+        assert cells[-1] in VERDICTS, row

@@ -25,7 +25,7 @@ def test_paper_option_has_the_papers_table_1_sizes() -> None:
     validate(cfg)
     cp = cfg.cartpole
     assert (cp.n_nets, cp.n_steps, cp.n_transitions, cp.gamma) == (50, 2**16, 2048, 1.0)
-    assert (cp.model.width, cp.model.depth) == (256, 2)
+    assert (cp.model.width, cp.model.depth, cp.n_inits, cp.n_eval_train) == (256, 2, 50, 2048)
     assert (cfg.toy.model.width, cfg.toy.n_steps, cfg.toy.n_inits, cfg.toy.gamma) == (1024, 2**16, 500, 1.0)
     assert cfg.cartpole.n_eval_test == _compose("theory/td_ntk").cartpole.n_eval_test  # the rest is the default's
 
