@@ -38,11 +38,11 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm import tqdm
 
 from repdyn.logging.history import History
 from repdyn.metrics.ntk import ntk_gram
 from repdyn.paths import CONF_DIR, HISTORY_FILE
+from repdyn.progress import progress_bar
 from repdyn.theory.ntk_mlp import NTKMLP, analytic_kernels
 from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
 from repdyn.theory.td_envs import TDDataset, cartpole_dataset, load_checkpoint_policy, toy_dataset, train_linear_policy
@@ -182,7 +182,7 @@ def train_ensemble(
     if 0 in want:
         with torch.no_grad():
             record(float(td_loss()) / len(nets))
-    for step in tqdm(range(1, max(steps) + 1), desc="TD training", leave=False, mininterval=5):
+    for step in progress_bar(range(1, max(steps) + 1), desc="TD training", leave=False, mininterval=5):
         loss = td_loss()
         grads = torch.autograd.grad(loss, list(params.values()))
         with torch.no_grad():
@@ -224,7 +224,7 @@ def linearise_all(
     """Empirical NTK + closed form for each initialisation; the step size comes from the first one (``lr: auto``)."""
     mode, tau = str(cfg.mode), float(cfg.tau)
     lin_preds, coeffs, blocks0, eta_crit, lr = [], [], None, None, None
-    for i, model in enumerate(tqdm(models, desc=f"{env}: eNTK + closed form", leave=False)):
+    for i, model in enumerate(progress_bar(models, desc=f"{env}: eNTK + closed form", leave=False)):
         blocks, q0 = linearise(model, ds, int(cfg.ntk_chunk))
         if i == 0:
             blocks0 = blocks
