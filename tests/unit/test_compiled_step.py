@@ -51,8 +51,8 @@ def test_clipped_adam_matches_clip_grad_norm_and_torch_adam() -> None:
         torch.testing.assert_close(norm, norm_ref)
         for a, b in zip(ours.parameters(), ref.parameters(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    for p in ref.parameters():
-        s_ref, s_ours = opt_ref.state[p], opt_ours.state[dict(zip(ref.parameters(), ours.parameters()))[p]]
+    for p, q in zip(ref.parameters(), ours.parameters(), strict=True):
+        s_ref, s_ours = opt_ref.state[p], opt_ours.state[q]
         assert float(s_ours["step"]) == float(s_ref["step"]) == 4
         torch.testing.assert_close(s_ours["exp_avg_sq"], s_ref["exp_avg_sq"])
 
