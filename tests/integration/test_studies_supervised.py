@@ -65,7 +65,7 @@ def test_ntk_selection_entry_point(tmp_path: Path) -> None:
 
 
 def test_pretrain_interference_entry_point(tmp_path: Path) -> None:
-    """Lyle et al. 2022 (arXiv:2206.02126) Fig. 2 at a tiny size: 13 training states, width 64, k ∈ {0, 5}."""
+    """Lyle et al. 2022b (arXiv:2206.02126) Fig. 2 at a tiny size: 13 training states, width 64, k ∈ {0, 5}."""
     small = ["grid.n_train=13", "model.width=64", "frequencies=[0,5]", "pretrain.steps=500", "pretrain.lr=3e-3",
              "finetune.steps=300", "finetune.log_every=100", "n_seeds=2"]  # fmt: skip
     env = {**os.environ, "HYDRA_FULL_ERROR": "1", "OMP_NUM_THREADS": "1"}
