@@ -105,7 +105,7 @@ REGISTRY: dict[str, ScheduledMetric] = {
             switch="capacity",
             cadence="capacity_every",
             needs=CapacityProbed,
-            setup=CapacityProbe,
+            setup=CapacityProbe.of_run,
             at_start=True,
         ),
         ScheduledMetric(
