@@ -22,7 +22,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from repdyn.agents.config import DQNConfig, PPOConfig
 from repdyn.envs.config import EnvConfig
 from repdyn.errors import ConfigError
-from repdyn.logging.config import LoggerConfig
+from repdyn.loggers.config import LoggerConfig
 from repdyn.metrics.config import MetricsConfig
 from repdyn.models.config import ModelConfig
 
@@ -268,7 +268,7 @@ def _validate_ppo(cfg: DictConfig) -> None:
 def _check_overrides(overrides: Sequence[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from repdyn.logging.secrets import is_secret_key, secret_in
+    from repdyn.loggers.secrets import is_secret_key, secret_in
 
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
@@ -319,7 +319,7 @@ def _walk(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
 
 
 def _check_no_credentials(plain: dict[str, Any]) -> None:
-    from repdyn.logging.secrets import is_secret_key
+    from repdyn.loggers.secrets import is_secret_key
 
     for path, key, _ in _walk(plain):
         _check(not (isinstance(key, str) and is_secret_key(key)), path, f"looks like a credential; {_SECRET_HINT}")

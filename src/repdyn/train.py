@@ -193,8 +193,8 @@ class Run:
 
     # --- logging --------------------------------------------------------------------------------------------
     def open_sinks(self, resumed: bool) -> None:
-        from repdyn.logging.history import History
-        from repdyn.logging.logger import Logger
+        from repdyn.loggers.history import History
+        from repdyn.loggers.logger import Logger
 
         hist_path = self.run_dir / HISTORY_FILE
         if resumed:
@@ -204,8 +204,8 @@ class Run:
         sinks = []
         lc = self.cfg.logger
         if lc.backend == "wandb" and lc.mode != "disabled":
-            from repdyn.logging.logger import redact
-            from repdyn.logging.wandb_sink import WandbSink
+            from repdyn.loggers.logger import redact
+            from repdyn.loggers.wandb_sink import WandbSink
 
             sink = WandbSink(
                 str(self.run_dir),
@@ -239,7 +239,7 @@ class Run:
 
     def _log(self, record: dict[str, Any]) -> None:
         from repdyn.agents.base import Diverged
-        from repdyn.logging.logger import first_non_finite
+        from repdyn.loggers.logger import first_non_finite
 
         bad = first_non_finite({k: v for k, v in record.items() if not k.startswith("perf/")})
         if bad is not None:
@@ -365,7 +365,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 def check_resume_compatible(cfg: DictConfig, run_dir: str | Path) -> None:
     """A run dir holding a checkpoint may only be resumed with the config it was started with (up to the keys in
     ``_RESUMABLE_PREFIXES``); otherwise raise one ConfigError listing the differing keys, before anything is built."""
-    from repdyn.logging.logger import redact
+    from repdyn.loggers.logger import redact
 
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_DIR / ckpt.LAST).exists() or not (run_dir / CONFIG_FILE).exists():
@@ -388,7 +388,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     Raises ConfigError (a :class:`repdyn.run_dir.RunDirError` for the run dir's content) before writing anything."""
     from repdyn import run_dir as rundir
     from repdyn.agents.base import Diverged
-    from repdyn.logging.logger import redact, write_json
+    from repdyn.loggers.logger import redact, write_json
 
     run_dir = Path(run_dir)
     check_resume_compatible(cfg, run_dir)
@@ -451,7 +451,7 @@ def _refuse(e: ConfigError, run_dir: str) -> NoReturn:
 def _hydra_main(cfg: DictConfig) -> str:
     from repdyn import preflight
     from repdyn.config import round_budget
-    from repdyn.logging.secrets import ScrubFilter, scrub_file
+    from repdyn.loggers.secrets import ScrubFilter, scrub_file
 
     preflight.mark_started()
     warnings.filterwarnings("ignore", message="Nested TransformedEnvs")

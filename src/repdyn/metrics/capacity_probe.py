@@ -161,7 +161,7 @@ def probe_run_dir(run_dir: str | Path) -> dict[int, dict[str, float]]:
     from repdyn.agents import build_agent
     from repdyn.envs.make import make_env
     from repdyn.envs.obs_norm import add_frozen_obs_norm
-    from repdyn.logging.history import merge_records
+    from repdyn.loggers.history import merge_records
     from repdyn.progress import progress_bar
 
     run_dir = Path(run_dir)
