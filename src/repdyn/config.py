@@ -34,7 +34,7 @@ class TrainLoopConfig:
     checkpoint_every: float = 0.025
     progress: bool = True  # a tqdm bar, drawn only when stderr is a terminal (never in a Slurm or CI log)
     # torch intra-op threads; null: 1 for MLPs (op overhead, not arithmetic, bounds them), every CPU this process may
-    # use for the Nature CNN (measured 1.6x faster with 2 threads than 1 on 2 cores); see repdyn.train.torch_threads
+    # use for the Nature CNN (measured 1.6x faster with 2 threads than 1 on 2 cores); see repdyn.run_parts.torch_threads
     threads: int | None = None
     collector: str = "lean"  # lean (plain-tensor rollout, repdyn.lean_collector) | torchrl (torchrl Collector)
     # A run dir holding an earlier run's output but no checkpoint to resume from is refused unless this is true, which
