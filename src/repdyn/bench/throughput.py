@@ -60,7 +60,7 @@ def steady_rate(records: list[dict], from_step: int) -> float:
 
 def repdyn_e2e(overrides: list[str], batches: int, budget: int, threads: int, from_step: int) -> float:
     """Steady env steps/s of a real ``repdyn.train`` run of ``batches`` batches (cadences of a ``budget`` run)."""
-    from repdyn.logging.history import read_history
+    from repdyn.loggers.history import read_history
     from repdyn.train import run
 
     cfg = compose_train(
