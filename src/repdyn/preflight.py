@@ -61,6 +61,26 @@ def main_exit_code(code: Any) -> Any:
     return EXIT_CONFIG if code == 1 and not _state["started"] else code
 
 
+def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
+    """Call a ``@hydra.main`` app (``repdyn.train`` and every study) with Hydra's own usage errors (an unknown key, a
+    wrong type, an unparsable override: before composition ends) exiting 2 like config errors; ``--help`` exits 0 and
+    a crash after composition exits 1."""
+    import traceback
+
+    try:
+        hydra_main()
+    except SystemExit as e:
+        code = main_exit_code(e.code)
+        if code != e.code:
+            sys.exit(code)
+        raise
+    except Exception:  # HYDRA_FULL_ERROR=1 lets Hydra's errors through with their traceback
+        if main_exit_code(1) == 1:
+            raise
+        traceback.print_exc()
+        sys.exit(EXIT_CONFIG)
+
+
 class Preflight(Callback):
     """Validate before Hydra creates the run dir (single run) or the sweep dir (every member of a sweep)."""
 

@@ -201,23 +201,10 @@ def _hydra_main(cfg: DictConfig) -> str:
 
 def main() -> None:
     """The ``repdyn-train`` entry point: the Hydra app, with Hydra's own usage errors exiting 2 like config errors."""
-    import traceback
-
     from repdyn import preflight
 
     preflight.RESUME_CHECK = check_resume_compatible
-    try:
-        _hydra_main()
-    except SystemExit as e:
-        code = preflight.main_exit_code(e.code)
-        if code != e.code:
-            sys.exit(code)
-        raise
-    except Exception:  # HYDRA_FULL_ERROR=1 lets Hydra's errors through with their traceback
-        if preflight.main_exit_code(1) == 1:
-            raise
-        traceback.print_exc()
-        sys.exit(EXIT_CONFIG)
+    preflight.run_hydra_app(_hydra_main)
 
 
 if __name__ == "__main__":

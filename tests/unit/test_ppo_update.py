@@ -22,6 +22,7 @@ def test_next_values_equal_the_critic_on_next_observations(compose) -> None:
     collector.shutdown()
     truncated, terminated = batch["next", "truncated"], batch["next", "terminated"]
     assert truncated.any() and terminated.any()  # both kinds of episode end are in the batch
+    agent.evaluate_rollout(batch)  # the rollout's values, one critic pass over the batch
     with torch.no_grad():
         direct = agent.critic(batch["next", "observation"])[0]
     ours = agent.next_values(batch)

@@ -88,12 +88,16 @@ def raw_env_rate(env_id: str, num_envs: int, steps: int) -> float:
 
 def _clip_ppo_update(agent, batch, cfg) -> float:
     """Grad steps/s of torchrl's ClipPPOLoss on the same batch, sampler and optimizers as our update."""
+    from tensordict.nn import TensorDictModule
     from torchrl.objectives import ClipPPOLoss
 
+    from repdyn.agents.networks import rep_keys
+
     a = cfg.agent
+    critic = TensorDictModule(agent.critic, in_keys=["observation"], out_keys=["state_value", *rep_keys("critic")])
     loss = ClipPPOLoss(
-        agent.policy[0],
-        agent.policy[1],
+        agent.policy,
+        critic,
         clip_epsilon=a.clip_eps,
         entropy_bonus=False,
         critic_coeff=a.value_coef,

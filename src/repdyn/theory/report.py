@@ -162,25 +162,11 @@ def run_study(
 
 
 def study_entry(hydra_main: Callable[[], None]) -> None:
-    """Call a study's Hydra app (``python -m repdyn.<theory|supervised>.<study>``) with Hydra's own usage errors (an
-    unknown key, a wrong type, an unparsable override: before composition ends) exiting 2 like config errors, as
-    ``repdyn.train`` does; ``--help`` exits 0 and a crash inside the study exits 1."""
-    import traceback
-
+    """Call a study's Hydra app (``python -m repdyn.<theory|supervised>.<study>``) with the exit codes of
+    ``repdyn.train`` (:func:`repdyn.preflight.run_hydra_app`)."""
     from repdyn import preflight
 
-    try:
-        hydra_main()
-    except SystemExit as e:
-        code = preflight.main_exit_code(e.code)
-        if code != e.code:
-            sys.exit(code)
-        raise
-    except Exception:  # HYDRA_FULL_ERROR=1 lets Hydra's errors through with their traceback
-        if preflight.main_exit_code(1) == 1:
-            raise
-        traceback.print_exc()
-        sys.exit(EXIT_CONFIG)
+    preflight.run_hydra_app(hydra_main)
 
 
 def compose_study(name: str, overrides: Sequence[str] = (), hydra_cfg: bool = False) -> DictConfig:
