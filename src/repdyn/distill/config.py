@@ -142,7 +142,9 @@ def validate_distill(cfg: DictConfig) -> DictConfig:
     from repdyn.distill.variations import check_variations
 
     _check(
-        cfg.objective in OBJECTIVE_TEACHERS, "objective", f"unknown {cfg.objective!r}; one of {list(OBJECTIVE_TEACHERS)}"
+        cfg.objective in OBJECTIVE_TEACHERS,
+        "objective",
+        f"unknown {cfg.objective!r}; one of {list(OBJECTIVE_TEACHERS)}",
     )
     teacher = load_teacher_config(str(cfg.teacher))
     agent = str(teacher.agent.name)

@@ -58,7 +58,11 @@ def evaluate_returns(
     ``<prefix>/generalization_gap`` = train return − mean held-out return (only with variations)."""
     import numpy as np
 
-    rec = {f"{prefix}/return": float(np.mean(episode_returns(env_cfg, act, episodes=episodes, seed=seed, max_steps=max_steps)))}
+    rec = {
+        f"{prefix}/return": float(
+            np.mean(episode_returns(env_cfg, act, episodes=episodes, seed=seed, max_steps=max_steps))
+        )
+    }
     held = []
     for name, attrs in variations.items():
         r = episode_returns(env_cfg, act, episodes=episodes, seed=seed, max_steps=max_steps, variation=attrs)

@@ -13,11 +13,12 @@ import copy
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from repdyn import checkpoint as ckpt
 from repdyn.distill import data
@@ -38,7 +39,9 @@ def _git_commit() -> str | None:
     from repdyn.paths import REPO_ROOT
 
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -54,9 +57,13 @@ class Distillation:
 
     def __init__(self, cfg: DictConfig, teacher_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
         self.cfg, self.teacher_cfg, self.run_dir, self.overrides = cfg, teacher_cfg, run_dir, overrides
-        d = cfg.distill
+        # plain values: an OmegaConf lookup costs ~0.1 ms, and a gradient step makes a dozen (measured 17% of a step)
+        self.d = SimpleNamespace(**OmegaConf.to_container(cfg.distill))
+        self.objective = str(cfg.objective)
+        self.gamma = float(teacher_cfg.agent.gamma)
+        d = self.d
         self.total = int(d.steps)
-        self.cadence = {k: every(self.total, d[f"{k}_every"]) for k in ("log", "eval", "checkpoint")}
+        self.cadence = {k: every(self.total, getattr(d, f"{k}_every")) for k in ("log", "eval", "checkpoint")}
         self.kind = student_kind(cfg.objective)
         self.variations = {k: dict(v) for k, v in cfg.env.variations.items()}
         self.step = 0
@@ -150,33 +157,32 @@ class Distillation:
         with torch.no_grad():
             nxt = mb["next_observation"]
             q_online, q_target = self.student(nxt)[0], self.target(nxt)[0]
-        return double_q_target(mb["reward"], mb["terminated"], q_online, q_target, float(self.teacher_cfg.agent.gamma))
+        return double_q_target(mb["reward"], mb["terminated"], q_online, q_target, self.gamma)
 
     def _teacher_out(self, obs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         # double_q learns from the teacher's transitions alone: no teacher outputs (a placeholder of the same shape)
-        return like.detach() if self.cfg.objective == "double_q" else self.teacher.outputs(obs)
+        return like.detach() if self.objective == "double_q" else self.teacher.outputs(obs)
 
     def loss(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         """The objective on one minibatch of teacher transitions."""
         out = self.student(mb["observation"])[0]
-        y = self._double_q_targets(mb) if self.cfg.objective == "double_q" else None
+        y = self._double_q_targets(mb) if self.objective == "double_q" else None
         teacher_out = self._teacher_out(mb["observation"], out)
-        lam = float(self.cfg.distill.entropy_coef)
-        return objective_loss(self.cfg.objective, out, teacher_out, mb, entropy_coef=lam, double_q_y=y)
+        return objective_loss(self.objective, out, teacher_out, mb, entropy_coef=self.d.entropy_coef, double_q_y=y)
 
     def gradient_step(self) -> None:
-        d = self.cfg.distill
+        d = self.d
         loss = self.loss(data.minibatch_tensors(self.buffer.sample()))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.student.parameters(), float(d.max_grad_norm))
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), d.max_grad_norm, foreach=True)
         self.optimizer.step()
         self.step += 1
         self.losses.append(float(loss.detach()))
-        if self.cfg.objective == "double_q" and self.step % int(d.target_update_interval) == 0:
+        if self.objective == "double_q" and self.step % d.target_update_interval == 0:
             self.target.load_state_dict(self.student.state_dict())
         if d.online and self.step % int(d.online_every) == 0:
-            self.data_record.update(data.collect(self.collector, self.buffer, int(d.online_frames)))
+            self.data_record.update(data.collect(self.collector, self.buffer, d.online_frames))
 
     # --- records --------------------------------------------------------------------------------------------
     def _returns(self, net: torch.nn.Module, kind: str, prefix: str) -> dict[str, float]:
@@ -221,7 +227,10 @@ class Distillation:
         return {**self._returns(t.net, t.kind, "eval/teacher"), **self._network_record(t.net, "teacher")}
 
     def student_record(self) -> dict[str, float]:
-        rec = {**self._returns(self.student, self.kind, "eval/student"), **self._network_record(self.student, "student")}
+        rec = {
+            **self._returns(self.student, self.kind, "eval/student"),
+            **self._network_record(self.student, "student"),
+        }
         if self.cfg.probes.update_rank:
             rec.update(self._update_rank())
         return rec

@@ -53,7 +53,9 @@ def network_record(
     ranks = rank_metrics(features, delta)
     rec = {f"ranks/{prefix}/{k}": float(ranks[k]) for k in RANK_KEYS}
     gen = torch.Generator().manual_seed(seed)
-    rec.update(probe_record(f"robustness/{prefix}", output_fn(net), probe.states, probe.std, probe.pairs, scales, ts, gen))
+    rec.update(
+        probe_record(f"robustness/{prefix}", output_fn(net), probe.states, probe.std, probe.pairs, scales, ts, gen)
+    )
     return rec
 
 

@@ -87,8 +87,8 @@ def objective_loss(
     entropy_coef: float,
     double_q_y: Tensor | None = None,
 ) -> Tensor:
-    """Dispatch by name: ``student_out``/``teacher_out`` are ``[B, A]`` (Q-values or logits) on ``batch["observation"]``;
-    ``batch["action"]`` the taken actions; ``double_q_y`` the double-Q targets (objective ``double_q`` only)."""
+    """Dispatch by name: ``student_out``/``teacher_out`` are ``[B, A]`` (Q-values or logits) on the batch's
+    observations; ``batch["action"]`` the taken actions; ``double_q_y`` the double-Q targets (``double_q`` only)."""
     if objective == "q_regression":
         return q_regression(student_out, teacher_out)
     if objective == "qa_regression":

@@ -34,7 +34,9 @@ class Teacher:
 def check_teacher_env(cfg: DictConfig) -> None:
     """Distillation handles discrete actions and un-normalised observations (the probes perturb raw states)."""
     if cfg.env.get("obs_norm", False):
-        raise ConfigError(f"teacher: {cfg.env.id} was trained with env.obs_norm=true, which distillation does not support")
+        raise ConfigError(
+            f"teacher: {cfg.env.id} was trained with env.obs_norm=true, which distillation does not support"
+        )
     if cfg.env.family == "mujoco":
         raise ConfigError(f"teacher: {cfg.env.id} has continuous actions; distillation needs discrete actions")
 
