@@ -1,4 +1,4 @@
-"""``python -m repdyn.distill`` end to end on tiny CartPole teachers (Lyle et al. 2022 §6): every objective runs from
+"""``python -m repdyn.distill`` end to end on tiny CartPole teachers (Lyle et al. 2022b §6): every objective runs from
 one command, invalid (objective, teacher) pairs are refused with exit 2 before anything is written, and a run stopped
 by SIGTERM resumes to exactly the uninterrupted history."""
 

@@ -1,4 +1,4 @@
-"""Distillation objectives (Lyle et al. 2022 App. D, eqs. 22-24) on hand-computable values, and a q_regression student
+"""Distillation objectives (Lyle et al. 2022b App. D, eqs. 22-24) on hand-computable values, and a q_regression student
 that learns a tiny teacher: its loss falls and it agrees with the teacher's greedy action on most training states."""
 
 from __future__ import annotations

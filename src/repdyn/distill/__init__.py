@@ -1,4 +1,4 @@
-"""Post-training distillation, robustness probes and generalization tests (Lyle et al. 2022, "Learning Dynamics and
+"""Post-training distillation, robustness probes and generalization tests (Lyle et al. 2022b, "Learning Dynamics and
 Generalization in Reinforcement Learning", ICML, arXiv:2206.02126, §6 and App. D): distil a trained repdyn run (the
 teacher) into a freshly initialised student and compare their returns, ranks and robustness. docs/distillation.md.
 

@@ -46,7 +46,7 @@ class DistillLoopConfig:
     eval_every: float = 0.25  # fraction of steps between student returns / probes (and at step 0 and the end)
     checkpoint_every: float = 0.25
     eval_episodes: int = 4
-    eval_eps: float = 0.01  # ε of Q students and teachers when evaluated (Lyle et al. 2022 §6); policies sample
+    eval_eps: float = 0.01  # ε of Q students and teachers when evaluated (Lyle et al. 2022b §6); policies sample
     eval_max_steps: int = 500  # per evaluation episode
     progress: bool = True
     overwrite: bool = False  # as train.overwrite: move an earlier run's output aside instead of refusing the dir
@@ -66,7 +66,7 @@ class ProbeConfig:
 
 @dataclass
 class DistillEnvConfig:
-    # held-out variations (Lyle et al. 2022 §6.2): name -> {attribute: value} of the classic-control env's unwrapped
+    # held-out variations (Lyle et al. 2022b §6.2): name -> {attribute: value} of the classic-control env's unwrapped
     # simulator (CartPole length/masspole, Acrobot LINK_MASS_1/LINK_MASS_2 ...)
     variations: dict[str, Any] = field(default_factory=dict)
     num_envs: int = 1  # teacher data collection envs

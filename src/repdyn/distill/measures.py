@@ -1,4 +1,4 @@
-"""What a distillation record measures on the fixed probe batch: feature ranks (Lyle et al. 2022, arXiv:2206.02126,
+"""What a distillation record measures on the fixed probe batch: feature ranks (Lyle et al. 2022b, arXiv:2206.02126,
 §4), the student's update rank (§5.1, App. B.1), greedy-action agreement with the teacher, and the robustness probes
 (:mod:`repdyn.distill.probes`). Keys: docs/distillation.md#logged-keys."""
 

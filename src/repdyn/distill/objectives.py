@@ -1,4 +1,4 @@
-"""Distillation objectives of Lyle et al. 2022 §6 and App. D ("Learning Dynamics and Generalization in Reinforcement
+"""Distillation objectives of Lyle et al. 2022b §6 and App. D ("Learning Dynamics and Generalization in Reinforcement
 Learning", ICML, arXiv:2206.02126): pure functions of the student's outputs, the teacher's outputs and the minibatch.
 
 Value objectives (DQN teacher, Q-network student):

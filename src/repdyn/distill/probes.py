@@ -1,4 +1,4 @@
-"""Robustness probes on a fixed batch of teacher states, for teacher and student alike (Lyle et al. 2022 §6,
+"""Robustness probes on a fixed batch of teacher states, for teacher and student alike (Lyle et al. 2022b §6,
 "Learning Dynamics and Generalization in Reinforcement Learning", ICML, arXiv:2206.02126: networks trained by TD
 generalize less smoothly between nearby states than distilled ones). docs/distillation.md#robustness-probes.
 

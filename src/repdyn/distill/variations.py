@@ -1,4 +1,4 @@
-"""Held-out environment variations for the generalization tests of Lyle et al. 2022 §6.2 ("Learning Dynamics and
+"""Held-out environment variations for the generalization tests of Lyle et al. 2022b §6.2 ("Learning Dynamics and
 Generalization in Reinforcement Learning", ICML, arXiv:2206.02126): the same task with changed physics.
 
 ``env.variations`` maps a name to the simulator attributes it sets on every sub-env's unwrapped classic-control env,
