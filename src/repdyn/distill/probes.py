@@ -19,8 +19,8 @@ OutputFn = Callable[[Tensor], Tensor]
 def feature_std(states: Tensor) -> Tensor:
     """Per-feature standard deviation of ``states`` ``[N, D]`` (0 for N < 2): the unit of the perturbation scale."""
     if states.shape[0] < 2:
-        return torch.zeros(states.shape[-1])
-    return states.std(0)
+        return torch.zeros(states.shape[-1:])
+    return states.float().std(0)  # float: ALE frames are uint8
 
 
 @torch.no_grad()
