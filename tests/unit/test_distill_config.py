@@ -43,3 +43,12 @@ def test_variations_change_the_cartpole_dynamics_and_bad_ones_are_refused() -> N
         check_variations(env, {"bad": {"lenght": 1.0}})
     with pytest.raises(ConfigError, match=r"env.variations"):
         check_variations(OmegaConf.create({"family": "atari", "id": "ALE/Pong-v5"}), {"hard": {"difficulty": 1}})
+
+
+def test_teacher_presets_are_valid_training_runs(compose) -> None:
+    from repdyn.config import validate
+
+    for preset, expected in (("distill_acrobot_teacher", "dqn"), ("distill_cartpole_ppo_teacher", "ppo")):
+        cfg = compose([f"experiment={preset}"])
+        validate(cfg)
+        assert cfg.agent.name == expected
