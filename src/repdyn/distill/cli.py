@@ -70,6 +70,8 @@ def check_job(config: DictConfig, run_dir: Path) -> None:
 def check_sweep(config: DictConfig) -> None:
     """Compose and check every member of a basic-sweeper multirun before the sweep dir exists."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     jobs = preflight.sweep_jobs(config)
     if jobs is None:
@@ -77,7 +79,11 @@ def check_sweep(config: DictConfig) -> None:
     loader = GlobalHydra.instance().config_loader()
     errors = []
     for idx, job in enumerate(jobs):
-        job_cfg = loader.load_sweep_config(config, job)
+        try:
+            job_cfg = loader.load_sweep_config(config, job)
+        except (HydraException, OmegaConfBaseException) as e:
+            errors.append(f"{str(e).strip()} (sweep member #{idx}: {' '.join(job)})")
+            continue
         with read_write(job_cfg), open_dict(job_cfg):
             job_cfg.hydra.job.num = idx
         run_dir = Path(str(job_cfg.hydra.sweep.dir)) / str(job_cfg.hydra.sweep.subdir)
