@@ -188,12 +188,13 @@ class Distillation:
     def _returns(self, net: torch.nn.Module, kind: str, prefix: str) -> dict[str, float]:
         d = self.cfg.distill
         eps = float(d.eval_eps) if kind == "q" else 0.0  # policies are evaluated by sampling
+        seed = int(self.cfg.seed) + 100_000  # the same start states and draws at every evaluation
         return evaluate_returns(
             self.teacher_cfg.env,
-            act_fn(net, kind, eps),
+            act_fn(net, kind, eps, torch.Generator().manual_seed(seed)),
             self.variations,
             episodes=int(d.eval_episodes),
-            seed=int(self.cfg.seed) + 100_000,  # the same start states at every evaluation
+            seed=seed,
             max_steps=int(d.eval_max_steps),
             prefix=prefix,
         )

@@ -67,10 +67,11 @@ def load_teacher(run_dir: str | Path, cfg: DictConfig) -> Teacher:
     return Teacher(cfg, net, "q" if name == "qnet" else "policy", n_actions, obs_shape)
 
 
-def act_fn(net: nn.Module, kind: str, eps: float) -> Any:
+def act_fn(net: nn.Module, kind: str, eps: float, generator: torch.Generator | None = None) -> Any:
     """A plain-tensor policy for :class:`repdyn.lean_collector.LeanCollector`: Q-networks act ε-greedily, policies
-    sample from softmax(logits) and then take a uniform action with probability ε. The random draws use torch's
-    global RNG (captured by checkpoints, so a resume continues the same draws)."""
+    sample from softmax(logits) and then take a uniform action with probability ε. The draws come from ``generator``
+    (evaluations: their own, so evaluating never shifts the training's random stream) or torch's global RNG (data
+    collection: captured by checkpoints, so a resume continues the same draws)."""
 
     @torch.no_grad()
     def act(obs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -78,9 +79,9 @@ def act_fn(net: nn.Module, kind: str, eps: float) -> Any:
         if kind == "q":
             action = out.argmax(-1)
         else:
-            action = torch.distributions.Categorical(logits=out).sample()
-        explore = torch.rand(action.shape) < eps
-        uniform = torch.randint(0, out.shape[-1], action.shape)
+            action = torch.multinomial(out.softmax(-1), 1, generator=generator).squeeze(-1)
+        explore = torch.rand(action.shape, generator=generator) < eps
+        uniform = torch.randint(0, out.shape[-1], action.shape, generator=generator)
         return {"action": torch.where(explore, uniform, action)}
 
     return act
