@@ -78,6 +78,8 @@ def test_every_objective_runs(tmp_path, teachers, teacher, objective) -> None:
         assert last["distill/agreement"] > first["distill/agreement"]
         assert "eval/student/long_pole/return" in last and "eval/student/generalization_gap" in last
     assert summary(run_dir)["status"] == "completed"
+    for name in ("config.yaml", ".hydra/overrides.yaml", "history.jsonl", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file(), name  # the run dir layout of repdyn.train
 
 
 REFUSED = [
@@ -121,4 +123,7 @@ def test_sigterm_then_resume_gives_the_uninterrupted_history(tmp_path, teachers)
     assert stopped["status"] == "interrupted" and 100 <= stopped["steps"] < 1000, stopped
     resumed = distill_cli(*args, f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert strip_perf(history(run_dir)) == strip_perf(history(full))
+    again = distill_cli(*args, f"hydra.run.dir={run_dir}")  # a finished run: nothing left to do, nothing rewritten
+    assert again.returncode == 0, again.stderr[-3000:]
     assert strip_perf(history(run_dir)) == strip_perf(history(full))
