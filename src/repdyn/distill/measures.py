@@ -29,6 +29,10 @@ class ProbeBatch:
 
     @classmethod
     def of(cls, states: Tensor, generator: torch.Generator) -> ProbeBatch:
+        if states.dtype == torch.uint8:
+            # ALE frames: the Nature CNN scales uint8 input by 1/255 and float input not at all, so noisy and
+            # interpolated (float) frames must already be in [0, 1]
+            states = states.float() / 255.0
         return cls(states, feature_std(states), interpolation_pairs(states.shape[0], generator))
 
     def state_dict(self) -> dict[str, Tensor]:
