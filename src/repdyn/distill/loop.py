@@ -142,6 +142,8 @@ class Distillation:
         self.probe_gen.set_state(c["probe_gen"])
         self.last_record, self.tail, self.wall_before = c["last_record"], c["tail"], c["wall_time"]
         exact = set_env_state(self.env, state["env_sim"])
+        if not exact:  # ALE: the simulator is not captured; re-seed deterministically from (seed, step), as train does
+            self.env.set_seed(int(self.cfg.seed) + self.step)
         load_collector_state(self.collector, state["carrier"] if exact else None)
         ckpt.set_rng_state(state["rng"])
         self.wandb_id = state["wandb_id"]
