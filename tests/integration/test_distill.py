@@ -87,6 +87,8 @@ REFUSED = [
     ("ppo", "q_regression", "objective"),
     ("ppo", "double_q", "objective"),
     (None, "q_regression", "teacher"),
+    ("dqn", "q_regression model=cnn", "model"),  # a CNN student for a vector-observation teacher
+    ("dqn", "q_regression distill.lr=-1", "distill.lr"),
 ]
 
 
@@ -94,7 +96,8 @@ REFUSED = [
 def test_invalid_pairs_are_refused_before_anything_is_written(tmp_path, teachers, teacher, objective, key) -> None:
     run_dir = tmp_path / "run"
     path = teachers[teacher] if teacher else tmp_path / "no_such_run"
-    proc = distill_cli(*TINY, f"teacher={path}", f"objective={objective}", f"hydra.run.dir={run_dir}")
+    objective, *extra = objective.split()
+    proc = distill_cli(*TINY, *extra, f"teacher={path}", f"objective={objective}", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"config error: {key}:" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

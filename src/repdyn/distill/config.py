@@ -158,8 +158,9 @@ def validate_distill(cfg: DictConfig) -> DictConfig:
     _check_loop(cfg.distill)
     _check_probes(cfg.probes)
     _check(cfg.env.num_envs > 0, "env.num_envs", f"must be > 0, got {cfg.env.num_envs}")
-    if cfg.model is not None:
-        _check(cfg.model.name == "mlp", "model", f"students are MLPs here, got model={cfg.model.name}")
+    if cfg.model is not None:  # the student sees the teacher's observations: vectors (MLP) or frames (CNN)
+        want = str(teacher.model.name)
+        _check(cfg.model.name == want, "model", f"the teacher's observations need model={want}, got {cfg.model.name}")
     _check(cfg.logger.backend in ("wandb", "none"), "logger.backend", f"wandb or none, got {cfg.logger.backend!r}")
     _check(cfg.logger.mode in ("offline", "online", "disabled"), "logger.mode", f"got {cfg.logger.mode!r}")
     stop = cfg.debug.stop_after_steps
