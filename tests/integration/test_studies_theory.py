@@ -119,3 +119,24 @@ def test_aux_tasks_entry_point(tmp_path: Path) -> None:
     assert vp[("ebf", False)] > vp[("random", False)] + 0.3
     for f in ("aux_tasks_distances.png", "aux_tasks_value_path.png", "aux_tasks_limits.md"):
         assert (tmp_path / f).exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "override", "code", "named"),
+    [
+        ("repdyn.theory.trust_region_toy", "--help", 0, "trust_region_toy is powered by Hydra"),
+        ("repdyn.theory.trust_region_toy", "no_such_key=1", 2, "no_such_key"),
+        ("repdyn.theory.td_ntk", "envs=[nope]", 2, "envs"),
+        ("repdyn.supervised.ntk_correlation", "correlation=foo", 2, "correlation"),
+    ],
+)
+def test_study_exit_codes(tmp_path: Path, module: str, override: str, code: int, named: str) -> None:
+    """Every study exits like repdyn.train (report.study_entry / run_study): 0 for --help, 2 naming the key."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", module, f"hydra.run.dir={tmp_path}", override],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert named in proc.stdout + proc.stderr
+    assert not (tmp_path / "summary.json").exists()

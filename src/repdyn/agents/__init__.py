@@ -16,11 +16,18 @@ AGENTS = {"ppo": "repdyn.agents.ppo:PPOAgent", "dqn": "repdyn.agents.dqn:DQNAgen
 def agent_arguments(cfg: Any) -> dict[str, Any]:
     """The run config's values an agent is built from, beyond its own ``agent`` and ``model`` sections: the one place
     that maps the root config to an agent's explicit keyword arguments."""
+    from repdyn.agents.compiled_step import use_compile
+
+    frames = int(cfg.train.total_frames)
     if cfg.agent.name == "ppo":
-        return {"batch_size": int(cfg.env.num_envs) * int(cfg.env.frames_per_env)}
+        batch = int(cfg.env.num_envs) * int(cfg.env.frames_per_env)
+        grad_steps = frames // batch * int(cfg.agent.epochs) * (batch // int(cfg.agent.minibatch_size))
+        return {"batch_size": batch, "compile_step": use_compile(cfg.train.compile, grad_steps, cfg.model.name)}
+    grad_steps = int(max(0, frames - int(cfg.agent.learning_starts)) * float(cfg.agent.replay_ratio))
     return {
         "ntk_q_reduction": cfg.metrics.ntk_q_reduction,
         "update_rank_q_reduction": cfg.metrics.update_rank_q_reduction,
+        "compile_step": use_compile(cfg.train.compile, grad_steps, cfg.model.name),
     }
 
 

@@ -66,6 +66,7 @@ from torchrl.modules import EGreedyModule, QValueModule
 
 from repdyn.agents.adam_step import step_all, zero_grads
 from repdyn.agents.base import Diverged, UpdateResult, hooks_add_loss
+from repdyn.agents.compiled_step import CompiledStep, call
 from repdyn.agents.networks import CriticNet, build_body, rep_keys
 from repdyn.agents.replay_memory import check_replay_fits, make_storage, storage_tensors, transition_bytes
 from repdyn.metrics.ntk import q_reduction
@@ -144,11 +145,13 @@ class DQNAgent:
         *,
         ntk_q_reduction: str = "max",
         update_rank_q_reduction: str = "max",
+        compile_step: bool = False,
         nan_at_step: int | None = None,
     ) -> None:
         """``acfg``: the ``agent`` section (DQNConfig), ``model_cfg``: the ``model`` section; the Q reductions of the
         eNTK and update-rank views (``metrics.ntk_q_reduction`` / ``metrics.update_rank_q_reduction``);
-        ``nan_at_step``: test-only, poison the loss once env steps reach it."""
+        ``compile_step``: take the compiled gradient step (``train.compile``, repdyn.agents.compiled_step) where it
+        applies; ``nan_at_step``: test-only, poison the loss once env steps reach it."""
         self.acfg, self.activation = acfg, model_cfg.activation
         self.q_reductions = {"ntk": ntk_q_reduction, "update_rank": update_rank_q_reduction}
         a = self.acfg
@@ -191,6 +194,7 @@ class DQNAgent:
         self.grad_credit = 0.0
         self.grad_steps = 0
         self.nan_at_step = nan_at_step
+        self.compiled = CompiledStep(self._compiled_loss, self._s.max_grad_norm) if compile_step else None
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
@@ -311,7 +315,19 @@ class DQNAgent:
         obs, next_obs = replay.observation[idx], replay.next_observation[idx]
         if self.next_last_frame and next_obs.shape[1] == 1:
             next_obs = torch.cat([obs[:, 1:], next_obs], 1)
-        loss = self.td_loss(obs, replay.action[idx], replay.reward[idx], replay.terminated[idx], next_obs)
+        mb = (obs, replay.action[idx], replay.reward[idx], replay.terminated[idx], next_obs)
+        done = (
+            self.compiled(*self._trained(), *mb) if self.compiled is not None and hooks is None and not poison else None
+        )
+        if done is not None:
+            loss, norms, _ = done
+            if not math.isfinite(loss.item()):
+                raise Diverged("loss/td")
+            if not math.isfinite(norms[0].item()):
+                raise Diverged("opt/qnet/grad_norm")
+            self.update_target()
+            return torch.stack([loss, norms[0]]), {}
+        loss = self.td_loss(*mb)
         td = loss.detach()
         extras: dict[str, torch.Tensor] = {}
         if hooks is not None:  # one more forward only when an intervention asks for the Q-network's outputs
@@ -347,6 +363,19 @@ class DQNAgent:
         q = self.qnet.body(obs)[0]  # the Q-values alone (CriticNet.forward also concatenates the pre-activations)
         q_sa = q.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         return self._td_loss_fn(q_sa, self._td_target(reward, terminated, next_obs))
+
+    def _compiled_loss(
+        self, params: dict[str, dict[str, torch.Tensor]], *data: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """:meth:`td_loss` as a function of the Q-network's parameters, for :class:`CompiledStep`."""
+        obs, action, reward, terminated, next_obs = data
+        q = call(self.qnet, params["qnet"], obs)[0]
+        q_sa = q.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        return self._td_loss_fn(q_sa, self._td_target(reward, terminated, next_obs)), ()
+
+    def _trained(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+        """(networks, optimizers) as the compiled step sees them."""
+        return {"qnet": self.qnet}, dict(self.optimizers)
 
     @torch.no_grad()
     def _td_target(self, reward: torch.Tensor, terminated: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Actor and critic heads on the model contract, and their torchrl wrappers for the collector.
 
-The collector runs actor AND critic on every state, so the rollout already holds π_old's and V_old's features and
-pre-activations (keys ``("actor", "features")``, ``("actor", "preact")``, ``("actor", "preacts_all")`` and the
-``critic`` twins): "start" metrics and PFO need no second pass (docs/metrics.md#conventions).
+The collector runs the actor on every state and the PPO agent evaluates the critic over the collected batch, so the
+batch holds π_old's and V_old's features and pre-activations (keys ``("actor", "features")``, ``("actor", "preact")``,
+``("actor", "preacts_all")`` and the ``critic`` twins): "start" metrics and PFO need no second pass
+(docs/metrics.md#conventions).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict.nn import TensorDictModule
 from torch import nn
 from torch.distributions import Categorical
 from torchrl.modules import ProbabilisticActor, TanhNormal
@@ -72,21 +73,21 @@ def make_dist(actor: ActorNet, out: tuple[torch.Tensor, ...], low: torch.Tensor 
     return Categorical(logits=out[0])
 
 
-def build_collector_policy(actor: ActorNet, critic: CriticNet, action_spec: Any) -> TensorDictSequential:
-    """ProbabilisticActor (with log-prob) followed by the critic, both writing features/pre-activations."""
+def build_collector_policy(actor: ActorNet, action_spec: Any) -> ProbabilisticActor:
+    """ProbabilisticActor writing the distribution parameters, the actor's features/pre-activations and a sampled
+    action (no log-probability, no critic: the PPO agent evaluates both once per batch, see
+    ``PPOAgent.evaluate_rollout``)."""
     if actor.continuous:
         param_keys = ["loc", "scale"]
         dist_cls, dist_kwargs = TanhNormal, {"low": action_spec.space.low[0], "high": action_spec.space.high[0]}
     else:
         param_keys, dist_cls, dist_kwargs = ["logits"], Categorical, {}
     actor_mod = TensorDictModule(actor, in_keys=["observation"], out_keys=param_keys + rep_keys("actor"))
-    policy = ProbabilisticActor(
+    return ProbabilisticActor(
         actor_mod,
         in_keys=param_keys,
         distribution_class=dist_cls,
         distribution_kwargs=dist_kwargs,
-        return_log_prob=True,
+        return_log_prob=False,
         spec=action_spec,
     )
-    critic_mod = TensorDictModule(critic, in_keys=["observation"], out_keys=["state_value", *rep_keys("critic")])
-    return TensorDictSequential(policy, critic_mod)

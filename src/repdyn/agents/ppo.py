@@ -9,6 +9,8 @@ this update against ClipPPOLoss on the same batch.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from repdyn.agents.adam_step import step_all, zero_grads
 from repdyn.agents.base import Diverged, UpdateResult, hooks_add_loss
+from repdyn.agents.compiled_step import CompiledStep, call
 from repdyn.agents.distributions import (
     categorical_entropy,
     categorical_log_prob,
@@ -34,14 +37,35 @@ _STEP_STATS = ("loss/policy", "loss/value", "ppo/entropy", "loss/total", "ppo/ap
 UPDATE_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "actor", "critic")
 
 
+@dataclass(frozen=True)
+class LossSettings:
+    """The loss's hyperparameters (the ``agent`` section's values)."""
+
+    clip_eps: float
+    value_coef: float
+    entropy_coef: float
+    normalize_advantage: bool
+
+
 class PPOAgent:
     """Separate actor and critic (each its own Adam), TanhNormal or categorical policy (docs/experiments.md)."""
 
     on_policy = True
 
-    def __init__(self, acfg: Any, model_cfg: Any, env: Any, *, batch_size: int, nan_at_step: int | None = None) -> None:
+    def __init__(
+        self,
+        acfg: Any,
+        model_cfg: Any,
+        env: Any,
+        *,
+        batch_size: int,
+        compile_step: bool = False,
+        nan_at_step: int | None = None,
+    ) -> None:
         """``acfg``: the ``agent`` section (PPOConfig), ``model_cfg``: the ``model`` section, ``batch_size``: env steps
-        per collected batch, ``nan_at_step``: test-only, poison the loss once env steps reach it."""
+        per collected batch, ``compile_step``: take the compiled minibatch step (``train.compile``,
+        repdyn.agents.compiled_step) where it applies, ``nan_at_step``: test-only, poison the loss once env steps
+        reach it."""
         self.acfg, self.activation = acfg, model_cfg.activation
         obs_shape = tuple(env.observation_spec["observation"].shape[len(env.batch_size) :])
         spec = env.action_spec
@@ -55,7 +79,7 @@ class PPOAgent:
         out_dim = 2 * act_dim if self.continuous else act_dim
         self.actor = ActorNet(build_body(model_cfg, obs_shape, out_dim, 0.01), self.continuous, model_cfg.min_scale)
         self.critic = CriticNet(build_body(model_cfg, obs_shape, 1, 1.0))
-        self.policy = build_collector_policy(self.actor, self.critic, spec)
+        self.policy = build_collector_policy(self.actor, spec)
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "actor": self._adam(self.actor.parameters()),
             "critic": self._adam(self.critic.parameters()),
@@ -67,6 +91,9 @@ class PPOAgent:
         # the batch keys the update's minibatches carry: an intervention whose loss needs more (the aux-task TD heads
         # read ("next", "observation")) adds them in on_agent_built, so the plain update indexes no extra tensors
         self.update_keys: tuple[Any, ...] = UPDATE_KEYS
+        # plain values: read on every minibatch (an OmegaConf lookup costs microseconds; compiled code cannot trace it)
+        self.loss_settings = LossSettings(acfg.clip_eps, acfg.value_coef, acfg.entropy_coef, acfg.normalize_advantage)
+        self.compiled = CompiledStep(self._compiled_loss, acfg.max_grad_norm) if compile_step else None
 
     def _adam(self, params: Any) -> torch.optim.Adam:
         a = self.acfg
@@ -76,30 +103,42 @@ class PPOAgent:
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys and the
-        random draws of :attr:`policy` (actor, a sample and its log-probability, critic)."""
+        random draws of :attr:`policy` — the actor's outputs and a sampled action. The log-probability and the
+        critic are evaluated once per batch in :meth:`evaluate_rollout`."""
         out = self.actor(obs)
         if self.continuous:
-            loc, scale = out[0], out[1]
-            action = tanh_normal_sample(loc, scale, *self.box)
-            log_prob = tanh_normal_log_prob(action, loc, scale, *self.box)
-            params = {"loc": loc, "scale": scale}
+            params = {"loc": out[0], "scale": out[1]}
+            action = tanh_normal_sample(out[0], out[1], *self.box)
         else:
-            action = categorical_sample(out[0])
-            log_prob = categorical_log_prob(out[0], action)
             params = {"logits": out[0]}
-        value, *critic_reps = self.critic(obs)
-        return {
-            **params,
-            **dict(zip(rep_keys("actor"), out[len(params) :], strict=True)),
-            "action": action,
-            "action_log_prob": log_prob,
-            "state_value": value,
-            **dict(zip(rep_keys("critic"), critic_reps, strict=True)),
-        }
+            action = categorical_sample(out[0])
+        return {**params, **dict(zip(rep_keys("actor"), out[len(params) :], strict=True)), "action": action}
+
+    @torch.no_grad()
+    def evaluate_rollout(self, batch: TensorDict) -> None:
+        """log π_old(a|s) and V_old(s) (with the critic's features and pre-activations) of every collected state, in
+        one pass over the batch instead of one per env step: neither network changes during a rollout, so the
+        numbers are the per-step ones, for a fraction of the per-call overhead (the 2-env Hopper rollout spent a
+        third of its non-simulator time in these per-step calls). Sets ``action_log_prob``, ``state_value`` and
+        ``("critic", ...)``, the keys the torchrl collector policy used to write."""
+        obs = batch["observation"]
+        flat_obs = obs.reshape(-1, *self.obs_shape)
+        value, *reps = self.critic(flat_obs)
+        lead = batch.batch_size
+        batch.set("state_value", value.reshape(*lead, *value.shape[1:]))
+        for key, rep in zip(rep_keys("critic"), reps, strict=True):
+            batch.set(key, rep.reshape(*lead, *rep.shape[1:]))
+        if self.continuous:
+            log_prob = tanh_normal_log_prob(batch["action"], batch["loc"], batch["scale"], *self.box)
+        else:
+            log_prob = categorical_log_prob(batch["logits"], batch["action"])
+        batch.set("action_log_prob", log_prob)
 
     @torch.no_grad()
     def process_batch(self, batch: TensorDict) -> None:
-        """GAE(γ, λ) on the [num_envs, T] batch, with rewards as left by the ``on_batch_collected`` hooks."""
+        """:meth:`evaluate_rollout`, then GAE(γ, λ) on the [num_envs, T] batch, with rewards as left by the
+        ``on_batch_collected`` hooks."""
+        self.evaluate_rollout(batch)
         adv, target = vec_generalized_advantage_estimate(
             self.acfg.gamma,
             self.acfg.gae_lambda,
@@ -163,27 +202,61 @@ class PPOAgent:
                     extra_sums[k] = extra_sums.get(k, 0.0) + v.detach()
         return self._update_result(rows, torch.cat(ratios), extra_sums, objective)
 
-    def _minibatch_step(
-        self, data: tuple[torch.Tensor, ...], idx: torch.Tensor, flat: TensorDict, hooks: Any, poison: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """One clipped-surrogate Adam step on minibatch ``idx``: L = −mean(min(ρA, clip(ρ)A)) + c_v·MSE(V, V_targ)
-        − c_e·H (+ intervention losses). Returns (the step's stacked statistics, its ratios ρ, the intervention
-        losses, the surrogate objective)."""
-        a = self.acfg
-        obs, action, old_log_prob, advantage, target = data
-        mb_obs, mb_old_log_prob = obs[idx], old_log_prob[idx]
-        actor_out = self.actor(mb_obs)
-        log_prob = self.log_prob(actor_out, action[idx])
-        adv = advantage[idx]
+    def _loss_terms(
+        self,
+        actor_out: tuple[torch.Tensor, ...],
+        critic_out: tuple[torch.Tensor, ...],
+        action: torch.Tensor,
+        old_log_prob: torch.Tensor,
+        adv: torch.Tensor,
+        target: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """L = −mean(min(ρA, clip(ρ)A)) + c_v·MSE(V, V_targ) − c_e·H on one minibatch's network outputs. Returns
+        (L, the step's statistics in ``_STEP_STATS`` order, the ratios ρ, the per-sample surrogate)."""
+        a = self.loss_settings
+        log_prob = self.log_prob(actor_out, action)
         if a.normalize_advantage:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        objective, ratio = ppo_clip_objective(log_prob, mb_old_log_prob, adv, a.clip_eps)
+        objective, ratio = ppo_clip_objective(log_prob, old_log_prob, adv, a.clip_eps)
         policy_loss = -objective.mean()
         with torch.set_grad_enabled(a.entropy_coef != 0):  # without a bonus it is only logged
             entropy = self.entropy(actor_out).mean()
-        critic_out = self.critic(mb_obs)
-        value_loss = (critic_out[0] - target[idx]).pow(2).mean()
+        value_loss = (critic_out[0] - target).pow(2).mean()
         loss = policy_loss + a.value_coef * value_loss - a.entropy_coef * entropy
+        log_ratio = log_prob.detach() - old_log_prob
+        kl = [(-log_ratio).mean(), ((log_ratio.exp() - 1) - log_ratio).mean()]
+        return loss, [policy_loss, value_loss, entropy, loss, *kl], ratio, objective
+
+    def _compiled_loss(
+        self, params: dict[str, dict[str, torch.Tensor]], *data: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """:meth:`_loss_terms` as a function of the networks' parameters, for :class:`CompiledStep`."""
+        obs, action, old_log_prob, adv, target = data
+        actor_out = call(self.actor, params["actor"], obs)
+        critic_out = call(self.critic, params["critic"], obs)
+        loss, stats, ratio, objective = self._loss_terms(actor_out, critic_out, action, old_log_prob, adv, target)
+        return loss, (torch.stack([t.detach() for t in stats]), ratio, objective)
+
+    def _minibatch_step(
+        self, data: tuple[torch.Tensor, ...], idx: torch.Tensor, flat: TensorDict, hooks: Any, poison: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """One clipped-surrogate Adam step on minibatch ``idx`` (:meth:`_loss_terms`, + intervention losses), compiled
+        when it can be. Returns (the step's stacked statistics, its ratios ρ, the intervention losses, the surrogate
+        objective)."""
+        mb = tuple(x[idx] for x in data)
+        done = (
+            self.compiled(*self._trained(), *mb) if self.compiled is not None and hooks is None and not poison else None
+        )
+        if done is not None:
+            loss, norms, (stats, ratio, objective) = done
+            row = torch.cat([stats, norms])
+            if not torch.isfinite(row).all():
+                raise Diverged(self._non_finite_key(loss, norms))
+            return row, ratio, {}, objective
+        obs, action, old_log_prob, advantage, target = mb
+        actor_out = self.actor(obs)
+        critic_out = self.critic(obs)
+        loss, stats, ratio, objective = self._loss_terms(actor_out, critic_out, action, old_log_prob, advantage, target)
         extras = hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if hooks is not None else {}
         for v in extras.values():
             loss = loss + v
@@ -195,18 +268,21 @@ class PPOAgent:
         loss.backward()
         grad_norms = self._clip_grads()
         step_all(self.optimizers.values())
-        log_ratio = log_prob.detach() - mb_old_log_prob
+        stats[3] = loss  # with the intervention losses
         # one stacked row per step, summed once at the end (instead of a dozen scalar adds per step)
-        stats = [
-            policy_loss,
-            value_loss,
-            entropy,
-            loss,
-            (-log_ratio).mean(),
-            ((log_ratio.exp() - 1) - log_ratio).mean(),
-        ]
         row = torch.stack([t.detach() for t in stats] + list(grad_norms))
         return row, ratio.detach(), extras, objective
+
+    def _trained(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+        """(networks, optimizers) as the compiled step sees them: actor and critic, in the optimizers' order."""
+        return {k: self.networks[k] for k in self.optimizers if k in self.networks}, dict(self.optimizers)
+
+    def _non_finite_key(self, loss: torch.Tensor, norms: torch.Tensor) -> str:
+        """The key the eager step would have named for a non-finite compiled step: the loss, else the first norm."""
+        if not torch.isfinite(loss):
+            return "loss/total"
+        bad = [k for k, n in zip(self.optimizers, norms.tolist(), strict=True) if not math.isfinite(n)]
+        return f"opt/{bad[0]}/grad_norm"
 
     def _update_result(
         self,

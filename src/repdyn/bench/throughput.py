@@ -75,7 +75,9 @@ def repdyn_e2e(overrides: list[str], batches: int, budget: int, threads: int, fr
         ]
     )
     batch = cfg.env.num_envs * cfg.env.frames_per_env
-    cfg.train.log_every = batch / budget  # a record (with its wall time) at every batch end; logging is cheap
+    # a record (with its wall time) at every batch end, but not more often than every 512 env steps: a record is
+    # fsync'ed (~3 ms), which a real run pays every 0.1% of its budget, not every 4-step DQN batch
+    cfg.train.log_every = max(batch, 512) / budget
     with tempfile.TemporaryDirectory() as d:
         run(cfg, d)
         return steady_rate(read_history(Path(d) / "history.jsonl"), max(from_step, batch))
@@ -106,18 +108,25 @@ def collection_rates(batches: int) -> tuple[dict[str, float], Any, Any]:
     return {k: statistics.median(v) for k, v in out.items()}, pieces["torchrl"][1], batch
 
 
-def our_update_rate(agent: Any, batch: Any, repeats: int) -> float:
-    """Grad steps/s of :meth:`PPOAgent.update` on a real Hopper batch (median of ``repeats``)."""
+def our_update_rates(agent: Any, batch: Any, repeats: int) -> tuple[float, float]:
+    """Grad steps/s of :meth:`PPOAgent.update` on a real Hopper batch, compiled (``train.compile=on``; after one
+    compiling update) and eager, alternating (medians of ``repeats``)."""
+    from repdyn.agents.compiled_step import CompiledStep
     from repdyn.interventions import Hooks
 
     agent.process_batch(batch)
     n = agent.acfg.epochs * agent.minibatches_per_epoch
-    rates = []
+    compiled = CompiledStep(agent._compiled_loss, agent.acfg.max_grad_norm)
+    agent.compiled = compiled
+    agent.update(batch.clone(), 0, Hooks([]))  # compiles
+    rates: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(repeats):
-        t = time.perf_counter()
-        agent.update(batch.clone(), 0, Hooks([]))
-        rates.append(n / (time.perf_counter() - t))
-    return statistics.median(rates)
+        for on in (True, False):
+            agent.compiled = compiled if on else None
+            t = time.perf_counter()
+            agent.update(batch.clone(), 0, Hooks([]))
+            rates[on].append(n / (time.perf_counter() - t))
+    return statistics.median(rates[True]), statistics.median(rates[False])
 
 
 def _alternate(repeats: int, ours: Callable[[], float], theirs: Callable[[], dict]) -> tuple[list[float], list[dict]]:
@@ -138,13 +147,15 @@ def measure(quick: bool) -> dict[str, float]:
     # --- PPO-MuJoCo -------------------------------------------------------------------------------------------------
     col, agent, batch = collection_rates(2 if quick else 5)
     res.update(ppo_raw_fps=col["raw"], ppo_collect_fps=col["lean"], ppo_collect_torchrl_fps=col["torchrl"])
-    res["ppo_update_grad_steps_per_s"] = our_update_rate(agent, batch, 1 if quick else 3)
+    compiled, eager = our_update_rates(agent, batch, 1 if quick else 3)
+    res.update(ppo_update_grad_steps_per_s=compiled, ppo_update_eager_grad_steps_per_s=eager)
     n_ppo = 4 if quick else 8
     ours, ref = _alternate(
         r,
         lambda: repdyn_e2e(PPO_MUJOCO, n_ppo, 5_000_000, 1, 0),
         lambda: reference_ppo.run("Hopper-v5", total_frames=n_ppo * 2048, num_envs=2, frames_per_env=1024),
     )
+    res["ppo_e2e_eager_sps"] = repdyn_e2e([*PPO_MUJOCO, "train.compile=off"], n_ppo, 5_000_000, 1, 0)
     res["ppo_e2e_sps"] = statistics.median(ours)
     res["ppo_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
     res["ppo_reference_update_grad_steps_per_s"] = statistics.median(
@@ -159,6 +170,7 @@ def measure(quick: bool) -> dict[str, float]:
         lambda: repdyn_e2e(DQN_ACROBOT, n_dqn, 100_000, 1, starts + 4),
         lambda: reference_dqn.run("Acrobot-v1", total_frames=n_dqn * 4, minibatch_size=64, learning_starts=starts),
     )
+    res["dqn_e2e_eager_sps"] = repdyn_e2e([*DQN_ACROBOT, "train.compile=off"], n_dqn, 100_000, 1, starts + 4)
     res["dqn_e2e_sps"] = statistics.median(ours)
     res["dqn_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
 
@@ -177,8 +189,13 @@ def measure(quick: bool) -> dict[str, float]:
     res["ppo_collect_vs_raw"] = res["ppo_collect_fps"] / res["ppo_raw_fps"]
     res["ppo_collect_vs_torchrl"] = res["ppo_collect_fps"] / res["ppo_collect_torchrl_fps"]
     res["ppo_update_vs_reference"] = res["ppo_update_grad_steps_per_s"] / res["ppo_reference_update_grad_steps_per_s"]
+    res["ppo_update_eager_vs_reference"] = (
+        res["ppo_update_eager_grad_steps_per_s"] / res["ppo_reference_update_grad_steps_per_s"]
+    )
     res["ppo_e2e_vs_reference"] = res["ppo_e2e_sps"] / res["ppo_reference_sps"]
+    res["ppo_e2e_eager_vs_reference"] = res["ppo_e2e_eager_sps"] / res["ppo_reference_sps"]
     res["dqn_e2e_vs_reference"] = res["dqn_e2e_sps"] / res["dqn_reference_sps"]
+    res["dqn_e2e_eager_vs_reference"] = res["dqn_e2e_eager_sps"] / res["dqn_reference_sps"]
     res["atari_e2e_vs_reference"] = res["atari_e2e_sps"] / res["atari_reference_sps"]
     return res
 
@@ -198,13 +215,34 @@ def print_table(res: dict[str, float], quick: bool) -> None:
         ),
         (
             "PPO Hopper",
-            "update (grad steps/s)",
+            "update, compiled (grad steps/s)",
             "ppo_update_grad_steps_per_s",
             "ppo_reference_update_grad_steps_per_s",
             "ppo_update_vs_reference",
         ),
+        (
+            "PPO Hopper",
+            "update, train.compile=off",
+            "ppo_update_eager_grad_steps_per_s",
+            "ppo_reference_update_grad_steps_per_s",
+            "ppo_update_eager_vs_reference",
+        ),
         ("PPO Hopper", "end to end (env steps/s)", "ppo_e2e_sps", "ppo_reference_sps", "ppo_e2e_vs_reference"),
+        (
+            "PPO Hopper",
+            "end to end, train.compile=off",
+            "ppo_e2e_eager_sps",
+            "ppo_reference_sps",
+            "ppo_e2e_eager_vs_reference",
+        ),
         ("DQN Acrobot", "end to end (env steps/s)", "dqn_e2e_sps", "dqn_reference_sps", "dqn_e2e_vs_reference"),
+        (
+            "DQN Acrobot",
+            "end to end, train.compile=off",
+            "dqn_e2e_eager_sps",
+            "dqn_reference_sps",
+            "dqn_e2e_eager_vs_reference",
+        ),
         ("PPO Phoenix", "end to end (env steps/s)", "atari_e2e_sps", "atari_reference_sps", "atari_e2e_vs_reference"),
     ]
     for setting, what, ours, theirs, ratio in rows:

@@ -30,7 +30,12 @@ from repdyn.paths import CONF_DIR
 from repdyn.supervised.auto_mpg import load_auto_mpg, random_split
 from repdyn.supervised.regressor import validate_train_cfg
 from repdyn.supervised.trials import Arm, run_arms, validation_from
-from repdyn.theory.report import hydra_run_dir, mean_std_str, save_config, write_summary, write_table
+from repdyn.theory.report import (
+    mean_std_str,
+    run_study,
+    study_entry,
+    write_table,
+)
 
 REGIMES = ("random", "fixed_model", "fixed_data")
 ROWS = {
@@ -118,7 +123,8 @@ def _plot(trials: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
+def validate(cfg: DictConfig) -> None:
+    """Check the study's settings; raises ``ValueError`` naming the key."""
     bad = [r for r in cfg.regimes if r not in REGIMES]
     if bad or not cfg.regimes:
         raise ValueError(f"regimes must be a non-empty subset of {list(REGIMES)}, got {list(cfg.regimes)}")
@@ -127,7 +133,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     if int(cfg.reps) < 1 or int(cfg.trials) < 3:
         raise ValueError(f"need reps >= 1 and trials >= 3, got {cfg.reps}, {cfg.trials}")
     validate_train_cfg(cfg.train)
-    torch.set_num_threads(int(cfg.num_threads))
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     data = load_auto_mpg()
     trials = run_arms(build_arms(cfg, len(data.y)), data, cfg.model, cfg.train, int(cfg.seed))
     table, per_rep = summarise(trials, str(cfg.correlation))
@@ -140,23 +148,23 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     return {"table": table, "trials": trials, "per_rep": per_rep}
 
 
+def _summary(out: dict[str, pd.DataFrame]) -> dict[str, float]:
+    t = out["trials"]
+    return {
+        "n_trials": len(t),
+        "mean_final_test_loss": float(t.final_test_loss.mean()),
+        "mean_final_train_loss": float(t.final_train_loss.mean()),
+    }
+
+
+def _show(out: dict[str, pd.DataFrame]) -> str:
+    return out["table"][[c for c in out["table"].columns if not c.endswith(("_mean", "_std"))]].to_string()
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="supervised/ntk_correlation", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_dir = hydra_run_dir()
-    save_config(cfg, run_dir)
-    out = run(cfg, run_dir)
-    t = out["trials"]
-    write_summary(
-        run_dir,
-        {
-            "status": "finished",
-            "n_trials": len(t),
-            "mean_final_test_loss": float(t.final_test_loss.mean()),
-            "mean_final_train_loss": float(t.final_train_loss.mean()),
-        },
-    )
-    print(out["table"][[c for c in out["table"].columns if not c.endswith(("_mean", "_std"))]].to_string())
+    run_study(cfg, run, _summary, _show, validate=validate)
 
 
 if __name__ == "__main__":
-    main()
+    study_entry(main)

@@ -41,7 +41,12 @@ from repdyn.supervised.auto_mpg import Dataset, load_auto_mpg, random_split
 from repdyn.supervised.regressor import validate_train_cfg
 from repdyn.supervised.selection import METRICS, subset_metric, swap_search, top_n_by_diag
 from repdyn.supervised.trials import Arm, gram_for, run_arms, validation_from
-from repdyn.theory.report import hydra_run_dir, mean_std_str, save_config, write_summary, write_table
+from repdyn.theory.report import (
+    mean_std_str,
+    run_study,
+    study_entry,
+    write_table,
+)
 
 ROWS = {
     "final_test_loss": "Final test loss",
@@ -185,8 +190,6 @@ def _plot(arms: pd.DataFrame, methods: list[str], path: Path) -> None:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
-    validate(cfg)
-    torch.set_num_threads(int(cfg.num_threads))
     data = load_auto_mpg()
     cache: dict = {}
     arm_list, searches = build_arms(cfg, data, cache)
@@ -221,12 +224,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="supervised/ntk_selection", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_dir = hydra_run_dir()
-    save_config(cfg, run_dir)
-    out = run(cfg, run_dir)
-    write_summary(run_dir, {"status": "finished", "overview": out["overview"].reset_index().to_dict(orient="records")})
-    print(out["overview"].to_string())
+    run_study(
+        cfg,
+        run,
+        lambda out: {"overview": out["overview"].reset_index().to_dict(orient="records")},
+        lambda out: out["overview"].to_string(),
+        validate=validate,
+    )
 
 
 if __name__ == "__main__":
-    main()
+    study_entry(main)

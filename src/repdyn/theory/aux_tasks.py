@@ -25,7 +25,6 @@ entries, the uniform policy as π; distances are measured at ``t_final`` rather 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import hydra
@@ -44,7 +43,7 @@ from repdyn.theory.feature_flow import (
     limit_deviation,
     td_errors,
 )
-from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
+from repdyn.theory.report import run_study, study_entry, write_table
 from repdyn.theory.subspaces import (
     eigen_basis_functions,
     grassmann_distance,
@@ -290,7 +289,6 @@ def _plot_value_path(table: pd.DataFrame, path: Path) -> None:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     """Every part of the study; tables and figures go to ``run_dir``."""
-    torch.set_num_threads(int(cfg.num_threads))
     out = {
         "limits": limits_table(cfg),
         "curves": distance_curves(cfg),
@@ -306,27 +304,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _summary(out: dict[str, pd.DataFrame]) -> dict[str, float]:
+    lim = out["limits"]
+    return {
+        "max_d_limit": float(lim.d_limit.max()),
+        "min_d_random": float(lim.d_random.min()),
+        "max_phi_inf_M_rel_err": float(lim.phi_inf_M_rel_err.max()),
+    }
+
+
+def _show(out: dict[str, pd.DataFrame]) -> str:
+    shown = ["mdp", "task", "reward", "phi_T_rel_err", "phi_inf_M_rel_err", "d_limit", "d_ebf_pi", "d_random"]
+    return out["limits"][shown].to_string(index=False)
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="theory/aux_tasks", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    start = time.perf_counter()
-    run_dir = hydra_run_dir()
-    save_config(cfg, run_dir)
-    out = run(cfg, run_dir)
-    lim = out["limits"]
-    write_summary(
-        run_dir,
-        {
-            "status": "finished",
-            "seconds": time.perf_counter() - start,
-            "max_d_limit": float(lim.d_limit.max()),
-            "min_d_random": float(lim.d_random.min()),
-            "max_phi_inf_M_rel_err": float(lim.phi_inf_M_rel_err.max()),
-        },
-    )
-    shown = ["mdp", "task", "reward", "phi_T_rel_err", "phi_inf_M_rel_err", "d_limit", "d_ebf_pi", "d_random"]
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(lim[shown].to_string(index=False))
+    run_study(cfg, run, _summary, _show)
 
 
 if __name__ == "__main__":
-    main()
+    study_entry(main)

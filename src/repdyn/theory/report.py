@@ -1,8 +1,19 @@
-"""Writing study outputs: tables as CSV plus a Markdown rendering, the resolved config and a summary, in the run dir.
+"""Running a study and writing its outputs: tables as CSV plus a Markdown rendering, the resolved config and a
+summary, in the run dir.
 
 Shared by the theory and supervised studies so every study's run dir looks the same:
 ``<run_dir>/config.yaml``, ``<run_dir>/summary.json``, ``<run_dir>/<table>.csv`` + ``<table>.md``,
-``<run_dir>/<figure>.png``.
+``<run_dir>/<figure>.png``. A study module holds ``run(cfg, run_dir)`` (the work) and a two-line Hydra app::
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="theory/<study>", version_base="1.3")
+    def main(cfg: DictConfig) -> None:
+        run_study(cfg, run, summarise=..., show=...)
+
+    if __name__ == "__main__":
+        study_entry(main)
+
+:func:`run_study` is the body every study shares, :func:`study_entry` the exit codes (0 finished, 2 config error, 1
+anything else, as ``repdyn.train``), :func:`compose_study` the same config in-process (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -10,15 +21,20 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from repdyn.paths import CONFIG_FILE, SUMMARY_FILE
+from repdyn.paths import CONF_DIR, CONFIG_FILE, SUMMARY_FILE
+
+T = TypeVar("T")
+EXIT_CONFIG = 2  # README "Failures": a config error exits 2, as in repdyn.train
 
 
 def hydra_run_dir() -> Path:
@@ -102,3 +118,80 @@ def mean_std_str(values: Sequence[float] | np.ndarray, fmt: str = ".3g") -> str:
         return "nan"
     std = float(x.std(ddof=1)) if x.size > 1 else float("nan")
     return f"{format(float(x.mean()), fmt)} ± {format(std, fmt)}"
+
+
+def _validate_or_exit(cfg: DictConfig, validate: Callable[[DictConfig], None] | None) -> None:
+    """Run the study's config check; a ``ValueError`` (its message names the key) exits 2 before any compute."""
+    if validate is None:
+        return
+    try:
+        validate(cfg)
+    except ValueError as e:
+        print(f"repdyn: config error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def run_study(
+    cfg: DictConfig,
+    study: Callable[[DictConfig, Path], T],
+    summarise: Callable[[T], Mapping[str, Any]],
+    show: Callable[[T], str] | None = None,
+    validate: Callable[[DictConfig], None] | None = None,
+) -> T:
+    """The body of every study's ``@hydra.main``: check the config (``validate``; exit 2 naming the key), set
+    ``torch`` to ``cfg.num_threads`` threads, save the resolved config in the Hydra run dir, run ``study(cfg,
+    run_dir)`` (it writes its tables and figures there), write ``summary.json`` as ``{"status": "finished",
+    "seconds": <wall-clock of the study>, **summarise(out)}``, print ``show(out)`` and where the outputs went."""
+    import torch
+
+    from repdyn import preflight
+
+    preflight.mark_started()  # composition succeeded: from here an exception is a crash (exit 1), not a usage error
+    _validate_or_exit(cfg, validate)
+    torch.set_num_threads(int(cfg.num_threads))
+    run_dir = hydra_run_dir()
+    save_config(cfg, run_dir)
+    start = time.perf_counter()
+    out = study(cfg, run_dir)
+    write_summary(run_dir, {"status": "finished", "seconds": time.perf_counter() - start, **summarise(out)})
+    if show is not None:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            print(show(out))
+    print(f"repdyn: study finished; outputs in {run_dir}", flush=True)
+    return out
+
+
+def study_entry(hydra_main: Callable[[], None]) -> None:
+    """Call a study's Hydra app (``python -m repdyn.<theory|supervised>.<study>``) with Hydra's own usage errors (an
+    unknown key, a wrong type, an unparsable override: before composition ends) exiting 2 like config errors, as
+    ``repdyn.train`` does; ``--help`` exits 0 and a crash inside the study exits 1."""
+    import traceback
+
+    from repdyn import preflight
+
+    try:
+        hydra_main()
+    except SystemExit as e:
+        code = preflight.main_exit_code(e.code)
+        if code != e.code:
+            sys.exit(code)
+        raise
+    except Exception:  # HYDRA_FULL_ERROR=1 lets Hydra's errors through with their traceback
+        if preflight.main_exit_code(1) == 1:
+            raise
+        traceback.print_exc()
+        sys.exit(EXIT_CONFIG)
+
+
+def compose_study(name: str, overrides: Sequence[str] = (), hydra_cfg: bool = False) -> DictConfig:
+    """A study's config composed in-process, as its command line would (``name`` like ``"theory/td_ntk"``;
+    ``hydra_cfg`` keeps the ``hydra`` node, e.g. to check a launcher composes)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra_cfg)
+    finally:
+        GlobalHydra.instance().clear()

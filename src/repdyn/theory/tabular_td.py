@@ -43,7 +43,7 @@ from omegaconf import DictConfig
 
 from repdyn.paths import CONF_DIR
 from repdyn.theory.linear_ode import linear_ode_solution
-from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
+from repdyn.theory.report import run_study, study_entry, write_table
 
 _POLICIES = ("shift", "random_walk")
 
@@ -321,7 +321,6 @@ def _plot_kernel(curves: dict, cfg: DictConfig, path: Path) -> None:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     """Both parts of the study; tables and figures go to ``run_dir``."""
-    torch.set_num_threads(int(cfg.num_threads))
     eig, eig_curves = eigen_table(cfg)
     ker, ker_curves = kernel_table(cfg)
     write_table(eig, run_dir, "tabular_td_eigen", title="Tabular TD: coefficient error per eigen-mode", index=False)
@@ -331,23 +330,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     return {"eigen": eig, "kernel": ker}
 
 
+def _summary(out: dict[str, pd.DataFrame]) -> dict[str, list]:
+    ker = out["kernel"]
+    return {
+        "td_diverges": [[r.gamma, r.lengthscale] for r in ker.itertuples() if r.td_diverges],
+        "mc_diverges": [[r.gamma, r.lengthscale] for r in ker.itertuples() if r.mc_diverges],
+    }
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="theory/tabular_td", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_dir = hydra_run_dir()
-    save_config(cfg, run_dir)
-    out = run(cfg, run_dir)
-    ker = out["kernel"]
-    write_summary(
-        run_dir,
-        {
-            "status": "finished",
-            "td_diverges": [[r.gamma, r.lengthscale] for r in ker.itertuples() if r.td_diverges],
-            "mc_diverges": [[r.gamma, r.lengthscale] for r in ker.itertuples() if r.mc_diverges],
-        },
-    )
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(ker.to_string(index=False))
+    run_study(cfg, run, _summary, lambda out: out["kernel"].to_string(index=False))
 
 
 if __name__ == "__main__":
-    main()
+    study_entry(main)

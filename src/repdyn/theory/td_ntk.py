@@ -44,7 +44,7 @@ from repdyn.metrics.ntk import ntk_gram
 from repdyn.paths import CONF_DIR, HISTORY_FILE
 from repdyn.progress import progress_bar
 from repdyn.theory.ntk_mlp import NTKMLP, analytic_kernels
-from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
+from repdyn.theory.report import run_study, study_entry, write_table
 from repdyn.theory.td_envs import TDDataset, cartpole_dataset, load_checkpoint_policy, toy_dataset, train_linear_policy
 from repdyn.theory.td_linear import (
     KernelBlocks,
@@ -398,8 +398,6 @@ def _plot(env: str, out: dict, run_dir: Path) -> None:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
-    validate(cfg)
-    torch.set_num_threads(int(cfg.num_threads))
     outs, records = {}, {}
     for env in cfg.envs:
         out = run_env(env, cfg)
@@ -421,18 +419,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
     return outs
 
 
+def _summary(outs: dict[str, dict]) -> dict[str, dict]:
+    return {env: {"info": out["info"], "table": out["table"].to_dict(orient="records")} for env, out in outs.items()}
+
+
+def _show(outs: dict[str, dict]) -> str:
+    return "\n".join(f"== {env} ==\n{out['table'].to_string(index=False)}" for env, out in outs.items())
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="theory/td_ntk", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_dir = hydra_run_dir()
-    save_config(cfg, run_dir)
-    outs = run(cfg, run_dir)
-    summary = {"status": "finished"}
-    for env, out in outs.items():
-        summary[env] = {"info": out["info"], "table": out["table"].to_dict(orient="records")}
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(f"== {env} ==\n{out['table'].to_string(index=False)}")
-    write_summary(run_dir, summary)
+    run_study(cfg, run, _summary, _show, validate=validate)
 
 
 if __name__ == "__main__":
-    main()
+    study_entry(main)

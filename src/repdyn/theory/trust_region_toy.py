@@ -38,7 +38,7 @@ from torch import nn
 from repdyn.agents.losses import ppo_clip_objective
 from repdyn.logging.history import History
 from repdyn.paths import CONF_DIR, HISTORY_FILE
-from repdyn.theory.report import hydra_run_dir, save_config, write_summary, write_table
+from repdyn.theory.report import run_study, study_entry, write_table
 
 
 @dataclass(frozen=True)
@@ -311,18 +311,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _summary(out: dict[str, pd.DataFrame]) -> dict[str, object]:
+    return {f"{c}/{k}": v for c, row in out["summary"].iterrows() for k, v in row.items()}
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="theory/trust_region_toy", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_dir = hydra_run_dir()
-    save_config(cfg, run_dir)
-    out = run(cfg, run_dir)
-    summary = out["summary"]
-    write_summary(
-        run_dir,
-        {"status": "finished", **{f"{c}/{k}": v for c, row in summary.iterrows() for k, v in row.items()}},
-    )
-    print(summary.to_string())
+    run_study(cfg, run, _summary, lambda out: out["summary"].to_string())
 
 
 if __name__ == "__main__":
-    main()
+    study_entry(main)
