@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from torch import nn
 
 from repdyn import checkpoint as ckpt
@@ -41,27 +41,32 @@ def check_teacher_env(cfg: DictConfig) -> None:
         raise ConfigError(f"teacher: {cfg.env.id} has continuous actions; distillation needs discrete actions")
 
 
+def teacher_network(cfg: DictConfig, obs_shape: tuple[int, ...], n_actions: int) -> tuple[nn.Module, str]:
+    """The teacher's acting network as its agent builds it (agents/dqn.py: the Q-network; agents/ppo.py: the actor),
+    without the rest of the agent (replay, optimizers, compiled steps): (network, its checkpoint name)."""
+    from repdyn.agents.networks import ActorNet, CriticNet, build_body
+
+    if cfg.agent.name == "dqn":
+        return CriticNet(build_body(cfg.model, obs_shape, n_actions, 1.0)), "qnet"
+    body = build_body(cfg.model, obs_shape, n_actions, 0.01)
+    return ActorNet(body, continuous=False, min_scale=float(cfg.model.get("min_scale", 1e-4))), "actor"
+
+
 def load_teacher(run_dir: str | Path, cfg: DictConfig) -> Teacher:
-    """Rebuild the teacher's agent from its config and load its networks from the run's last checkpoint."""
-    from repdyn.agents import build_agent
+    """Rebuild the teacher's network from its run config and load it from the run's last checkpoint."""
     from repdyn.envs.make import make_env
 
     check_teacher_env(cfg)
     state = ckpt.load(Path(run_dir) / CHECKPOINT_DIR)
     if state is None:
         raise ConfigError(f"teacher: {run_dir} holds no readable checkpoint")
-    with open_dict(cfg):
-        if cfg.agent.name == "dqn":  # networks only: no replay files, no big buffer for the copy we build
-            cfg.agent.replay_storage, cfg.agent.buffer_size = "memory", cfg.agent.minibatch_size
     env = make_env(cfg.env, int(cfg.seed), num_envs=1)
     try:
-        agent = build_agent(cfg, env)
         obs_shape = tuple(env.observation_spec["observation"].shape[1:])
         n_actions = int(env.action_spec.space.n)
     finally:
         env.close()
-    name = "qnet" if cfg.agent.name == "dqn" else "actor"
-    net = agent.networks[name]
+    net, name = teacher_network(cfg, obs_shape, n_actions)
     net.load_state_dict(state["agent"][name])
     net.requires_grad_(False).eval()
     return Teacher(cfg, net, "q" if name == "qnet" else "policy", n_actions, obs_shape)
