@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from repdyn.logging.history import read_history
+from repdyn.loggers.history import read_history
 
 PERF_PREFIX = "perf/"  # wall-clock keys: the only non-deterministic values in a history
 

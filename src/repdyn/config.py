@@ -22,7 +22,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from repdyn.agents.config import DQNConfig, PPOConfig
 from repdyn.envs.config import EnvConfig
 from repdyn.errors import ConfigError
-from repdyn.logging.config import LoggerConfig
+from repdyn.loggers.config import LoggerConfig
 from repdyn.metrics.config import MetricsConfig
 from repdyn.models.config import ModelConfig
 
@@ -34,7 +34,7 @@ class TrainLoopConfig:
     checkpoint_every: float = 0.025
     progress: bool = True  # a tqdm bar, drawn only when stderr is a terminal (never in a Slurm or CI log)
     # torch intra-op threads; null: 1 for MLPs (op overhead, not arithmetic, bounds them), every CPU this process may
-    # use for the Nature CNN (measured 1.6x faster with 2 threads than 1 on 2 cores); see repdyn.train.torch_threads
+    # use for the Nature CNN (measured 1.6x faster with 2 threads than 1 on 2 cores); see repdyn.run_parts.torch_threads
     threads: int | None = None
     collector: str = "lean"  # lean (plain-tensor rollout, repdyn.lean_collector) | torchrl (torchrl Collector)
     # auto | on | off: the gradient step as one torch.compile'd function (repdyn.agents.compiled_step); auto: MLP runs
@@ -272,7 +272,7 @@ def _validate_ppo(cfg: DictConfig) -> None:
 def _check_overrides(overrides: Sequence[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from repdyn.logging.secrets import is_secret_key, secret_in
+    from repdyn.loggers.secrets import is_secret_key, secret_in
 
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
@@ -323,7 +323,7 @@ def _walk(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
 
 
 def _check_no_credentials(plain: dict[str, Any]) -> None:
-    from repdyn.logging.secrets import is_secret_key
+    from repdyn.loggers.secrets import is_secret_key
 
     for path, key, _ in _walk(plain):
         _check(not (isinstance(key, str) and is_secret_key(key)), path, f"looks like a credential; {_SECRET_HINT}")

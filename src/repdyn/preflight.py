@@ -102,7 +102,7 @@ def overrides_of(config: DictConfig, which: str = "task") -> list[str]:
 def check_job(config: DictConfig, run_dir: Path) -> None:
     """Everything that can be known about one job before its run dir exists: ``config`` is the composed config with
     its ``hydra`` node, ``run_dir`` where the job would write. Raises :class:`ConfigError`."""
-    from repdyn.logging.secrets import secret_in
+    from repdyn.loggers.secrets import secret_in
 
     hydra_cfg = copy.deepcopy(config)
     with read_write(hydra_cfg), open_dict(hydra_cfg):

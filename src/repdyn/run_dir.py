@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from repdyn import checkpoint as ckpt
 from repdyn.errors import ConfigError
-from repdyn.logging.history import HistoryError, iter_history
+from repdyn.loggers.history import HistoryError, iter_history
 from repdyn.paths import CHECKPOINT_DIR, HISTORY_FILE, PREVIOUS_PREFIX
 
 # Hydra writes these into the run dir before the task function runs: they never count as an earlier run's output.

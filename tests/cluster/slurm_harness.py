@@ -141,7 +141,7 @@ class Sweep(Process):
         return sorted(members or ids, key=lambda i: int(i.split("_")[-1]))
 
     def status(self) -> dict[int, dict[str, Any]]:
-        """sweep_status.json written by repdyn.launching, keyed by job number."""
+        """sweep_status.json written by repdyn.launchers, keyed by job number."""
         return {r["job_num"]: r for r in json.loads((self.sweep_dir / "sweep_status.json").read_text())}
 
     def stop(self, cluster: Cluster) -> None:

@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from repdyn.metrics.capacity_probe import probe_run_dir
+from repdyn.metrics.capacity_probe import CapacityProbe, FitOptimizer, probe_run_dir
 from tests.conftest import history, run_cli
 
 
@@ -60,3 +61,34 @@ def test_module_entry_point_runs_the_offline_probe(tmp_path):
     cmd = [sys.executable, "-m", "repdyn.capacity", f"run_dir={tmp_path}"]
     empty = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert empty.returncode == 1 and f"repdyn.capacity: {tmp_path} is not a repdyn run dir" in empty.stderr
+
+
+def test_probe_reads_its_sections_and_explicit_values_only(compose, tmp_path):
+    """The probe takes the ``metrics`` and ``env`` sections (here the schema dataclasses, no run config around them)
+    and explicit values; :meth:`CapacityProbe.of_run` maps a run config to the same probe."""
+    from repdyn.agents import build_agent
+    from repdyn.envs.make import make_env
+    from repdyn.metrics.config import MetricsConfig
+
+    cfg = compose(["env=classic/cartpole", "logger=none", "metrics.capacity_samples=64", "metrics.capacity_epochs=1"])
+    env = make_env(cfg.env, 0)
+    agent = build_agent(cfg, env)
+    explicit = CapacityProbe(
+        MetricsConfig(capacity_samples=64, capacity_epochs=1),
+        cfg.env,
+        tmp_path,
+        env,
+        seed=0,
+        optimizer=FitOptimizer.of(cfg.agent),
+        build_target=lambda: build_agent(cfg, env),
+    )
+    (tmp_path / "of_run").mkdir()
+    of_run = CapacityProbe.of_run(cfg, tmp_path / "of_run", env)
+    assert (explicit.samples, explicit.epochs, explicit.optimizer) == (
+        64,
+        1,
+        FitOptimizer(64, 3e-4, (0.9, 0.999), 1e-5, 0.5),
+    )
+    assert torch.equal(explicit.obs, of_run.obs)
+    assert explicit.probe(agent, 512) == of_run.probe(agent, 512)
+    env.close()

@@ -1,7 +1,7 @@
 """Interventions on real (tiny) CartPole PPO runs: each does what it claims, measured on the agent's own update.
 
-Issue 5 "must show". Runs are built in-process (``repdyn.train.Run``) so tests can step batch by batch and look inside
-the optimizers.
+Issue 5 "must show". Runs are built in-process (``repdyn.run_parts.build_run_parts``) so tests can step batch by batch
+and look inside the optimizers.
 """
 
 from __future__ import annotations
@@ -12,12 +12,27 @@ import pytest
 import torch
 
 from repdyn.config import validate
-from repdyn.train import Run, run
+from repdyn.run_parts import build_run_parts
+from repdyn.train import run
 from tests.conftest import history, run_cli, summary
 
 BASE = ["env=classic/cartpole", "logger=none", "metrics=none", "train.progress=false"]
 BATCH = 2 * 256  # the cartpole preset's env.num_envs × env.frames_per_env
 LR = 3e-4
+
+
+class Run:
+    """A built run's parts and an env-step counter, stepped by hand as the training loop steps them."""
+
+    def __init__(self, cfg, run_dir) -> None:
+        parts = build_run_parts(cfg, run_dir)
+        self.agent, self.hooks, self.collector, self.collector_iter = (
+            parts.agent,
+            parts.hooks,
+            parts.collector,
+            parts.batches,
+        )
+        self.env_steps, self.total = 0, cfg.train.total_frames
 
 
 @pytest.fixture
@@ -28,8 +43,7 @@ def make_run(compose, tmp_path):
     def _make(interventions: list[str], *extra: str) -> Run:
         cfg = compose([*BASE, f"intervention=[{','.join(interventions)}]", *extra])
         validate(cfg)
-        r = Run(cfg, tmp_path / f"run{len(runs)}", [])
-        r.build()
+        r = Run(cfg, tmp_path / f"run{len(runs)}")
         runs.append(r)
         return r
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repdyn.logging.history import read_history
+from repdyn.loggers.history import read_history
 
 
 def _run(module: str, run_dir: Path, *overrides: str) -> None:

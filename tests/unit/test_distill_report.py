@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from repdyn.distill.report import main
-from repdyn.logging.history import History
+from repdyn.loggers.history import History
 
 
 def _run(root: Path, name: str, objective: str, student_return: float, status: str = "completed") -> None:

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from repdyn import analyze
-from repdyn.logging.history import History, HistoryError, read_history
+from repdyn.loggers.history import History, HistoryError, read_history
 
 GOOD = '{"step": 10, "a": 1.0}\n{"step": 20, "a": 2.0}\n'
 BAD = {

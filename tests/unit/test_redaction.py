@@ -1,10 +1,10 @@
-"""What counts as a secret and how it is redacted (src/repdyn/logging/secrets.py; README "Failures")."""
+"""What counts as a secret and how it is redacted (src/repdyn/loggers/secrets.py; README "Failures")."""
 
 from __future__ import annotations
 
 import logging
 
-from repdyn.logging.secrets import ScrubFilter, is_secret_key, redact, secret_env_values
+from repdyn.loggers.secrets import ScrubFilter, is_secret_key, redact, secret_env_values
 
 ENV = {"WANDB_API_KEY": "k" * 40, "HF_TOKEN": "hf_abcdefgh", "MY_TOKEN": "1", "TOKENIZERS_PARALLELISM": "falsefalse"}
 

@@ -1,6 +1,6 @@
 """Run-loop presentation and resources: `train.threads` resolution, and the progress bar only on a terminal."""
 
-from repdyn.train import available_cpus, torch_threads
+from repdyn.run_parts import available_cpus, torch_threads
 
 
 def test_explicit_threads_win() -> None:

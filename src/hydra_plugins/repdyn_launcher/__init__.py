@@ -1,11 +1,11 @@
-"""repdyn's Hydra launchers (`hydra/launcher=slurm`, `hydra/launcher=local`); the logic is in `repdyn.launching`.
+"""repdyn's Hydra launchers (`hydra/launcher=slurm`, `hydra/launcher=local`); the logic is in `repdyn.launchers`.
 
 Hydra only instantiates launcher classes defined under the `hydra_plugins` namespace package, hence this thin module.
 """
 
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _plugin
 
-from repdyn.launching import CollectAllMixin
+from repdyn.launchers import CollectAllMixin
 
 
 class SlurmLauncher(CollectAllMixin, _plugin.SlurmLauncher):

@@ -47,7 +47,7 @@ class Agent(Protocol):
     activation: str  # the networks' hidden activation (model.activation): the dormant-unit and rank metrics need it
     # True when a batch is optimised as a whole after its collection (PPO: many epochs, seconds to minutes per batch)
     # and the agent's state is small (no replay): the loop keeps a copy of each batch's start state so that a stop
-    # signal can abandon the batch at once instead of outlasting Slurm's KillWait (repdyn.train.Run.train).
+    # signal can abandon the batch at once instead of outlasting Slurm's KillWait (repdyn.training_loop).
     on_policy: bool
     networks: Mapping[str, nn.Module]  # by name: actor / critic / trunk / qnet
     optimizers: Mapping[str, torch.optim.Optimizer]

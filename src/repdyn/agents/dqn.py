@@ -298,7 +298,7 @@ class DQNAgent:
                 "opt/qnet/lr": self.optimizers["qnet"].param_groups[0]["lr"],
             }
         )
-        writer_stats = getattr(self.buffer._writer, "stats", None)
+        writer_stats = getattr(self.buffer.writer, "stats", None)
         if callable(writer_stats):
             scalars.update(writer_stats())
         return UpdateResult(scalars)

@@ -1,6 +1,6 @@
 """Load run histories and resolved configs into one table (local run dirs; W&B runs in :mod:`repdyn.analysis.wandb_io`).
 
-A run dir holds ``history.jsonl`` (see :mod:`repdyn.logging.history`), ``config.yaml`` (resolved config),
+A run dir holds ``history.jsonl`` (see :mod:`repdyn.loggers.history`), ``config.yaml`` (resolved config),
 ``summary.json`` and ``.hydra/overrides.yaml``. A sweep dir is Hydra's multirun dir (``<sweep>/<job_num>/``); any
 folder is searched recursively for ``history.jsonl``.
 
@@ -27,7 +27,7 @@ import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from repdyn.analysis.members import sweep_notes
-from repdyn.logging.history import HistoryError, iter_history
+from repdyn.loggers.history import HistoryError, iter_history
 from repdyn.paths import CONFIG_FILE, HISTORY_FILE, PREVIOUS_PREFIX, SUMMARY_FILE
 from repdyn.progress import progress_bar
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from repdyn.paths import HISTORY_FILE, SUMMARY_FILE
 
 MULTIRUN_FILE = "multirun.yaml"
-STATUS_FILE = "sweep_status.json"  # written by repdyn.launching (kept in sync there)
+STATUS_FILE = "sweep_status.json"  # written by repdyn.launchers (kept in sync there)
 
 
 @dataclass(frozen=True)

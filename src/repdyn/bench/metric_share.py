@@ -72,7 +72,7 @@ def measure_components(cfg: Any, repeats: int) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     t = {"batch": _timed(one_batch, repeats), "representation": _timed(representation, repeats)}
     with tempfile.TemporaryDirectory() as d:
-        probe = CapacityProbe(cfg, d, env)
+        probe = CapacityProbe.of_run(cfg, d, env)
         t["capacity"] = _timed(lambda: probe.probe(agent, 0), repeats)
     t["ntk"] = _timed(lambda: scheduled.ntk_record(ctx()), repeats)
     t["update_rank"] = _timed(lambda: scheduled.update_rank_record(ctx()), repeats)

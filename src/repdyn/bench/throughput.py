@@ -5,16 +5,18 @@ machine load hits both alike (medians over the repeats):
 
 - PPO-MuJoCo (Hopper, 2 envs × 1024, minibatch 64, 10 epochs, 1 torch thread):
   (a) the raw gymnasium vector env (random actions); (b) our lean collection (:mod:`repdyn.lean_collector`);
-  (c) the torchrl ``Collector`` path (``train.collector=torchrl``); (d) our update vs the reference's
+  (c) the torchrl ``Collector`` path (``train.collector=torchrl``); (d) our update, compiled
+  (``train.compile=on``, :mod:`repdyn.agents.compiled_step`) and eager (``off``), vs the reference's
   (:mod:`repdyn.bench.reference_ppo`, grad steps/s over its steady window); (e) end to end: a real run
-  (``metrics=default``, ``logger=none``) vs the reference on the same number of batches.
-- DQN on Acrobot (2×64 ReLU, one gradient step per env step, minibatch 64; 1 env, 4 steps per batch) end to end vs
-  :mod:`repdyn.bench.reference_dqn`, over the env steps after ``learning_starts``.
+  (``metrics=default``, ``logger=none``), compiled and eager, vs the reference on the same number of batches.
+- DQN on Acrobot (2×64 ReLU, one gradient step per env step, minibatch 64; 1 env, 4 steps per batch) end to end,
+  compiled and eager, vs :mod:`repdyn.bench.reference_dqn`, over the env steps after ``learning_starts``.
 - PPO-Atari (Phoenix, 8 envs × 128, two Nature CNNs, ``agent=ppo_atari``, 2 torch threads on both sides) end to end
   vs the reference with the same two-CNN layout.
 
 "End to end" is steady state on both sides: env steps per second between the first batch's end and the last, so the
-obs-norm warm-up, the first capacity probe and the first batch are excluded (ours: from the ``perf/wall_time`` of the
+obs-norm warm-up, the first capacity probe and the first batch (with the compilation of the compiled step: 20-60 s
+with a cold inductor cache, ~8 s with a warm one) are excluded (ours: from the ``perf/wall_time`` of the
 history records; the reference times the same window). Our runs use the metric cadences of a full-length run
 (``train.total_frames`` of the paper budget, stopped after the measured batches with ``debug.stop_after_batches``),
 so metrics cost what they cost in a real run, not what a 10-batch budget would squeeze in.
@@ -60,7 +62,7 @@ def steady_rate(records: list[dict], from_step: int) -> float:
 
 def repdyn_e2e(overrides: list[str], batches: int, budget: int, threads: int, from_step: int) -> float:
     """Steady env steps/s of a real ``repdyn.train`` run of ``batches`` batches (cadences of a ``budget`` run)."""
-    from repdyn.logging.history import read_history
+    from repdyn.loggers.history import read_history
     from repdyn.train import run
 
     cfg = compose_train(
@@ -137,66 +139,95 @@ def _alternate(repeats: int, ours: Callable[[], float], theirs: Callable[[], dic
     return a, b
 
 
-def measure(quick: bool) -> dict[str, float]:
-    from repdyn.bench import reference_dqn, reference_ppo
+def _e2e_pair(overrides: list[str], batches: int, budget: int, threads: int, from_step: int) -> tuple[float, float]:
+    """Steady env steps/s of the same real run with the compiled step (``train.compile=on``) and without."""
+    on = repdyn_e2e([*overrides, "train.compile=on"], batches, budget, threads, from_step)
+    return on, repdyn_e2e([*overrides, "train.compile=off"], batches, budget, threads, from_step)
 
-    r = 1 if quick else 3
-    res: dict[str, float] = {}
-    torch.set_num_threads(1)
 
-    # --- PPO-MuJoCo -------------------------------------------------------------------------------------------------
+def _medians(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
+
+def measure_ppo(quick: bool, repeats: int) -> dict[str, float]:
+    """PPO-MuJoCo: collection (raw / lean / torchrl), update (compiled / eager / reference), end to end."""
+    from repdyn.bench import reference_ppo
+
     col, agent, batch = collection_rates(2 if quick else 5)
-    res.update(ppo_raw_fps=col["raw"], ppo_collect_fps=col["lean"], ppo_collect_torchrl_fps=col["torchrl"])
     compiled, eager = our_update_rates(agent, batch, 1 if quick else 3)
-    res.update(ppo_update_grad_steps_per_s=compiled, ppo_update_eager_grad_steps_per_s=eager)
-    n_ppo = 4 if quick else 8
+    n = 4 if quick else 8
     ours, ref = _alternate(
-        r,
-        lambda: repdyn_e2e(PPO_MUJOCO, n_ppo, 5_000_000, 1, 0),
-        lambda: reference_ppo.run("Hopper-v5", total_frames=n_ppo * 2048, num_envs=2, frames_per_env=1024),
+        repeats,
+        lambda: _e2e_pair(PPO_MUJOCO, n, 5_000_000, 1, 0),
+        lambda: reference_ppo.run("Hopper-v5", total_frames=n * 2048, num_envs=2, frames_per_env=1024),
     )
-    res["ppo_e2e_eager_sps"] = repdyn_e2e([*PPO_MUJOCO, "train.compile=off"], n_ppo, 5_000_000, 1, 0)
-    res["ppo_e2e_sps"] = statistics.median(ours)
-    res["ppo_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
-    res["ppo_reference_update_grad_steps_per_s"] = statistics.median(
-        x["grad_steps"] * (x["batches"] - 1) / x["batches"] / x["update_wall"] for x in ref
-    )
+    e2e, e2e_eager = _medians(ours)
+    return {
+        "ppo_raw_fps": col["raw"],
+        "ppo_collect_fps": col["lean"],
+        "ppo_collect_torchrl_fps": col["torchrl"],
+        "ppo_update_grad_steps_per_s": compiled,
+        "ppo_update_eager_grad_steps_per_s": eager,
+        "ppo_e2e_sps": e2e,
+        "ppo_e2e_eager_sps": e2e_eager,
+        "ppo_reference_sps": statistics.median(x["steady_sps"] for x in ref),
+        "ppo_reference_update_grad_steps_per_s": statistics.median(
+            x["grad_steps"] * (x["batches"] - 1) / x["batches"] / x["update_wall"] for x in ref
+        ),
+    }
 
-    # --- DQN Acrobot ------------------------------------------------------------------------------------------------
+
+def measure_dqn(quick: bool, repeats: int) -> dict[str, float]:
+    """DQN Acrobot end to end (compiled / eager) vs the reference, over the steps after ``learning_starts``."""
+    from repdyn.bench import reference_dqn
+
     starts = 1000
-    n_dqn = (starts + (2000 if quick else 6000)) // 4
+    n = (starts + (2000 if quick else 6000)) // 4
     ours, ref = _alternate(
-        r,
-        lambda: repdyn_e2e(DQN_ACROBOT, n_dqn, 100_000, 1, starts + 4),
-        lambda: reference_dqn.run("Acrobot-v1", total_frames=n_dqn * 4, minibatch_size=64, learning_starts=starts),
+        repeats,
+        lambda: _e2e_pair(DQN_ACROBOT, n, 100_000, 1, starts + 4),
+        lambda: reference_dqn.run("Acrobot-v1", total_frames=n * 4, minibatch_size=64, learning_starts=starts),
     )
-    res["dqn_e2e_eager_sps"] = repdyn_e2e([*DQN_ACROBOT, "train.compile=off"], n_dqn, 100_000, 1, starts + 4)
-    res["dqn_e2e_sps"] = statistics.median(ours)
-    res["dqn_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
+    e2e, e2e_eager = _medians(ours)
+    ref_sps = statistics.median(x["steady_sps"] for x in ref)
+    return {"dqn_e2e_sps": e2e, "dqn_e2e_eager_sps": e2e_eager, "dqn_reference_sps": ref_sps}
 
-    # --- PPO-Atari --------------------------------------------------------------------------------------------------
-    n_atari = 3 if quick else 6
+
+def measure_atari(quick: bool, repeats: int) -> dict[str, float]:
+    """PPO-Atari (two Nature CNNs, 2 torch threads on both sides) end to end vs the reference."""
+    from repdyn.bench import reference_ppo
+
+    n = 3 if quick else 6
     ours, ref = _alternate(
-        r,
-        lambda: repdyn_e2e(PPO_ATARI, n_atari, 10_000_000, 2, 0),
+        repeats,
+        lambda: repdyn_e2e(PPO_ATARI, n, 10_000_000, 2, 0),
         lambda: reference_ppo.run(
-            "ALE/Phoenix-v5", total_frames=n_atari * 1024, num_envs=8, frames_per_env=128, cnn=True, threads=2
+            "ALE/Phoenix-v5", total_frames=n * 1024, num_envs=8, frames_per_env=128, cnn=True, threads=2
         ),
     )
-    res["atari_e2e_sps"] = statistics.median(ours)
-    res["atari_reference_sps"] = statistics.median(x["steady_sps"] for x in ref)
+    ref_sps = statistics.median(x["steady_sps"] for x in ref)
+    return {"atari_e2e_sps": statistics.median(ours), "atari_reference_sps": ref_sps}
 
-    res["ppo_collect_vs_raw"] = res["ppo_collect_fps"] / res["ppo_raw_fps"]
-    res["ppo_collect_vs_torchrl"] = res["ppo_collect_fps"] / res["ppo_collect_torchrl_fps"]
-    res["ppo_update_vs_reference"] = res["ppo_update_grad_steps_per_s"] / res["ppo_reference_update_grad_steps_per_s"]
-    res["ppo_update_eager_vs_reference"] = (
-        res["ppo_update_eager_grad_steps_per_s"] / res["ppo_reference_update_grad_steps_per_s"]
-    )
-    res["ppo_e2e_vs_reference"] = res["ppo_e2e_sps"] / res["ppo_reference_sps"]
-    res["ppo_e2e_eager_vs_reference"] = res["ppo_e2e_eager_sps"] / res["ppo_reference_sps"]
-    res["dqn_e2e_vs_reference"] = res["dqn_e2e_sps"] / res["dqn_reference_sps"]
-    res["dqn_e2e_eager_vs_reference"] = res["dqn_e2e_eager_sps"] / res["dqn_reference_sps"]
-    res["atari_e2e_vs_reference"] = res["atari_e2e_sps"] / res["atari_reference_sps"]
+
+RATIOS = {  # ratio key: (ours, theirs)
+    "ppo_collect_vs_raw": ("ppo_collect_fps", "ppo_raw_fps"),
+    "ppo_collect_vs_torchrl": ("ppo_collect_fps", "ppo_collect_torchrl_fps"),
+    "ppo_update_vs_reference": ("ppo_update_grad_steps_per_s", "ppo_reference_update_grad_steps_per_s"),
+    "ppo_update_eager_vs_reference": ("ppo_update_eager_grad_steps_per_s", "ppo_reference_update_grad_steps_per_s"),
+    "ppo_e2e_vs_reference": ("ppo_e2e_sps", "ppo_reference_sps"),
+    "ppo_e2e_eager_vs_reference": ("ppo_e2e_eager_sps", "ppo_reference_sps"),
+    "dqn_e2e_vs_reference": ("dqn_e2e_sps", "dqn_reference_sps"),
+    "dqn_e2e_eager_vs_reference": ("dqn_e2e_eager_sps", "dqn_reference_sps"),
+    "atari_e2e_vs_reference": ("atari_e2e_sps", "atari_reference_sps"),
+}
+
+
+def measure(quick: bool) -> dict[str, float]:
+    """Every figure of the table, in one process (1 torch thread except the CNN runs), and their ratios."""
+    r = 1 if quick else 3
+    torch.set_num_threads(1)
+    res = {**measure_ppo(quick, r), **measure_dqn(quick, r), **measure_atari(quick, r)}
+    res.update({k: res[ours] / res[theirs] for k, (ours, theirs) in RATIOS.items()})
     return res
 
 

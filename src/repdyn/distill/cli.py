@@ -44,7 +44,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 def check_resume_compatible(cfg: DictConfig, run_dir: Path) -> None:
     """A checkpointed run dir resumes only with the config it started with (up to ``_RESUMABLE``)."""
     from repdyn.config import to_container
-    from repdyn.logging.logger import redact
+    from repdyn.loggers.logger import redact
 
     if not (run_dir / CHECKPOINT_DIR / "last.pt").exists() or not (run_dir / CONFIG_FILE).exists():
         return
@@ -122,7 +122,7 @@ def run(cfg: DictConfig, teacher_cfg: DictConfig, run_dir: Path, overrides: list
     from repdyn.agents.base import Diverged
     from repdyn.config import to_container
     from repdyn.distill.loop import Distillation
-    from repdyn.logging.logger import redact, write_json
+    from repdyn.loggers.logger import redact, write_json
     from repdyn.stop_signal import StopRequest
 
     run_dir = Path(run_dir)
@@ -183,7 +183,7 @@ def _refused(e: ConfigError, run_dir: Path, fresh: bool, overrides: list[str]) -
 
 @hydra.main(config_path=str(CONF_DIR), config_name="distill", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> str:
-    from repdyn.logging.secrets import ScrubFilter, scrub_file
+    from repdyn.loggers.secrets import ScrubFilter, scrub_file
 
     preflight.mark_started()
     warnings.filterwarnings("ignore", message="Nested TransformedEnvs")

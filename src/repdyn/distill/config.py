@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from repdyn.errors import ConfigError
-from repdyn.logging.config import LoggerConfig
+from repdyn.loggers.config import LoggerConfig
 from repdyn.models.config import ModelConfig
 from repdyn.paths import CHECKPOINT_DIR, CONFIG_FILE
 

@@ -263,8 +263,8 @@ class Distillation:
         """The local history (truncated to the checkpoint's last record on resume) and the W&B mirror, as
         ``repdyn.train`` opens them."""
         from repdyn.config import to_container
-        from repdyn.logging.history import History
-        from repdyn.logging.logger import Logger, redact
+        from repdyn.loggers.history import History
+        from repdyn.loggers.logger import Logger, redact
 
         hist_path = self.run_dir / HISTORY_FILE
         if resumed:
@@ -274,7 +274,7 @@ class Distillation:
         sinks = []
         lc = self.cfg.logger
         if lc.backend == "wandb" and lc.mode != "disabled":
-            from repdyn.logging.wandb_sink import WandbSink
+            from repdyn.loggers.wandb_sink import WandbSink
 
             sink = WandbSink(
                 str(self.run_dir),
@@ -293,7 +293,7 @@ class Distillation:
 
     def _log(self, record: dict[str, Any]) -> None:
         from repdyn.agents.base import Diverged
-        from repdyn.logging.logger import first_non_finite
+        from repdyn.loggers.logger import first_non_finite
 
         bad = first_non_finite({k: v for k, v in record.items() if not k.startswith("perf/")})
         if bad is not None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repdyn.logging.history import read_history
+from repdyn.loggers.history import read_history
 from repdyn.paths import HISTORY_FILE, SUMMARY_FILE
 
 NOISE_KEY = re.compile(r"^robustness/(teacher|student)/perturb_agree/noise_(.+)$")

@@ -17,6 +17,8 @@ Offline: ``python -m repdyn.capacity run_dir=<dir>`` (a thin entry point calling
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +32,55 @@ TARGET_FILE = "capacity_target.pt"
 _TARGET_SEED_OFFSET = 7919  # target init / dataset rollout seeds are derived from the run seed, never equal to it
 
 
+@dataclass(frozen=True)
+class FitOptimizer:
+    """The training optimizer settings each fit uses: the agent section's (the probe measures how well the network
+    can still be trained the way it is trained)."""
+
+    minibatch_size: int
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    max_grad_norm: float
+
+    @classmethod
+    def of(cls, agent_cfg: Any) -> FitOptimizer:
+        """The settings of an ``agent`` config section (PPO or DQN)."""
+        return cls(
+            minibatch_size=int(agent_cfg.minibatch_size),
+            lr=float(agent_cfg.lr),
+            betas=(float(agent_cfg.betas[0]), float(agent_cfg.betas[1])),
+            eps=float(agent_cfg.adam_eps),
+            max_grad_norm=float(agent_cfg.max_grad_norm),
+        )
+
+
 class CapacityProbe:
-    """The target agent and its dataset of one run, built once (or loaded from ``<run_dir>/capacity_target.pt``)."""
+    """The target agent and its dataset of one run, built once (or loaded from ``<run_dir>/capacity_target.pt``).
 
-    def __init__(self, cfg: DictConfig, run_dir: str | Path, env: Any) -> None:
-        from repdyn.agents import build_agent
+    Reads its own ``metrics`` section (``capacity_samples``, ``capacity_epochs``) with the ``env`` section's family
+    defaults, and the env section to roll out the target; everything else is explicit: the run ``seed``, the training
+    ``optimizer`` settings and ``build_target``, a factory of a fresh agent of the run's architecture (called once,
+    under the probe's seed). :meth:`of_run` maps a run config to these arguments."""
 
-        self.cfg = cfg
+    def __init__(
+        self,
+        mcfg: Any,
+        env_cfg: Any,
+        run_dir: str | Path,
+        env: Any,
+        *,
+        seed: int,
+        optimizer: FitOptimizer,
+        build_target: Callable[[], Any],
+    ) -> None:
+        self.env_cfg, self.seed, self.optimizer = env_cfg, int(seed), optimizer
+        self.samples = int(mcfg.capacity_samples or env_cfg.capacity_samples)
+        self.epochs = int(mcfg.capacity_epochs or env_cfg.capacity_epochs)
         path = Path(run_dir) / TARGET_FILE
         with torch.random.fork_rng():
-            torch.manual_seed(cfg.seed + _TARGET_SEED_OFFSET)
-            self.target = build_agent(cfg, env)
+            torch.manual_seed(self.seed + _TARGET_SEED_OFFSET)
+            self.target = build_target()
             if path.exists():
                 saved = torch.load(path, weights_only=False)
                 for name, sd in saved["networks"].items():
@@ -51,20 +91,35 @@ class CapacityProbe:
                 nets = {k: m.state_dict() for k, m in self.target.networks.items()}
                 torch.save({"networks": nets, "obs": self.obs}, path)
 
+    @classmethod
+    def of_run(cls, cfg: DictConfig, run_dir: str | Path, env: Any) -> CapacityProbe:
+        """The probe of a composed run config (the registry entry's ``setup``, the offline CLI, the benchmark): the
+        one place that maps the root config to the probe's sections and explicit values."""
+        from repdyn.agents import build_agent
+
+        return cls(
+            cfg.metrics,
+            cfg.env,
+            run_dir,
+            env,
+            seed=cfg.seed,
+            optimizer=FitOptimizer.of(cfg.agent),
+            build_target=lambda: build_agent(cfg, env),
+        )
+
     @torch.no_grad()
     def _collect(self, train_env: Any) -> torch.Tensor:
         """Roll out the target's policy; the obs-norm transform state is copied from the training env."""
         from repdyn.envs.make import make_env
         from repdyn.envs.obs_norm import add_frozen_obs_norm
 
-        e = self.cfg.env
-        env = make_env(e, self.cfg.seed + _TARGET_SEED_OFFSET, num_envs=e.capacity_num_envs)
+        e = self.env_cfg
+        env = make_env(e, self.seed + _TARGET_SEED_OFFSET, num_envs=e.capacity_num_envs)
         if e.obs_norm:
             add_frozen_obs_norm(env, 1)  # placeholder stats, overwritten by the training env's frozen ones
             env.transform.load_state_dict(train_env.transform.state_dict())
             env.reset()
-        samples = self.cfg.metrics.capacity_samples or e.capacity_samples
-        steps = max(1, samples // e.capacity_num_envs)
+        steps = max(1, self.samples // e.capacity_num_envs)
         rollout = env.rollout(steps, policy=self.target.policy, break_when_any_done=False)
         env.close()
         obs = rollout["observation"]
@@ -75,23 +130,22 @@ class CapacityProbe:
 
         The minibatch order is seeded by (run seed, ``step``, network), so the offline CLI reproduces in-training
         values."""
-        a = self.cfg.agent
-        epochs = self.cfg.metrics.capacity_epochs or self.cfg.env.capacity_epochs
+        opt = self.optimizer
         out = {}
         with torch.random.fork_rng():
             for i, (name, kind) in enumerate(agent.capacity_kinds().items()):
-                gen = torch.Generator().manual_seed(hash((self.cfg.seed, int(step), i)) % (2**63))
+                gen = torch.Generator().manual_seed(hash((self.seed, int(step), i)) % (2**63))
                 out[f"capacity/{name}/loss"] = fit_to_target(
                     agent.networks[name],
                     self.target.networks[name],
                     self.obs,
                     kind=kind,
-                    epochs=epochs,
-                    minibatch_size=a.minibatch_size,
-                    lr=a.lr,
-                    betas=tuple(a.betas),
-                    eps=a.adam_eps,
-                    max_grad_norm=a.max_grad_norm,
+                    epochs=self.epochs,
+                    minibatch_size=opt.minibatch_size,
+                    lr=opt.lr,
+                    betas=opt.betas,
+                    eps=opt.eps,
+                    max_grad_norm=opt.max_grad_norm,
                     generator=gen,
                 )
         return out
@@ -107,7 +161,7 @@ def probe_run_dir(run_dir: str | Path) -> dict[int, dict[str, float]]:
     from repdyn.agents import build_agent
     from repdyn.envs.make import make_env
     from repdyn.envs.obs_norm import add_frozen_obs_norm
-    from repdyn.logging.history import merge_records
+    from repdyn.loggers.history import merge_records
     from repdyn.progress import progress_bar
 
     run_dir = Path(run_dir)
@@ -123,7 +177,7 @@ def probe_run_dir(run_dir: str | Path) -> dict[int, dict[str, float]]:
         last = torch.load(run_dir / CHECKPOINT_DIR / "last.pt", weights_only=False)
         env.transform.load_state_dict(last["env_transform"])
     agent = build_agent(cfg, env)
-    probe = CapacityProbe(cfg, run_dir, env)
+    probe = CapacityProbe.of_run(cfg, run_dir, env)
     results = {}
     for step, path in progress_bar(ckpts, desc="capacity probes"):
         state = torch.load(path, weights_only=False)

@@ -1,9 +1,9 @@
 """The scheduled metrics: name → config switch, cadence, agent capability, per-run setup and record function.
 
-The training loop (``repdyn.train.Run``) reads nothing else about them: it builds one cadence per entry that
-:func:`active` returns, drops the entries whose ``needs`` the agent does not implement (with a warning), builds each
-entry's ``setup`` once, and at a batch end where an entry is due calls its ``before_update`` (before the batch's
-update) and its ``record`` (after it) with a :class:`repdyn.metrics.scheduled.MetricContext`.
+The training run (``repdyn.run_parts``, ``repdyn.training_loop``) reads nothing else about them: it builds one cadence
+per entry that :func:`active` returns, drops the entries whose ``needs`` the agent does not implement (with a
+warning), builds each entry's ``setup`` once, and at a batch end where an entry is due calls its ``before_update``
+(before the batch's update) and its ``record`` (after it) with a :class:`repdyn.metrics.scheduled.MetricContext`.
 
 Adding a scheduled metric (docs/architecture.md#adding-a-metric) takes one function, one entry and one yaml key:
 
@@ -105,7 +105,7 @@ REGISTRY: dict[str, ScheduledMetric] = {
             switch="capacity",
             cadence="capacity_every",
             needs=CapacityProbed,
-            setup=CapacityProbe,
+            setup=CapacityProbe.of_run,
             at_start=True,
         ),
         ScheduledMetric(

@@ -39,7 +39,7 @@ import torch
 from omegaconf import DictConfig
 from torch.func import functional_call, stack_module_state, vmap
 
-from repdyn.logging.history import History
+from repdyn.loggers.history import History
 from repdyn.metrics.ntk import ntk_gram
 from repdyn.paths import CONF_DIR, HISTORY_FILE
 from repdyn.progress import progress_bar

@@ -36,7 +36,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from repdyn.agents.losses import ppo_clip_objective
-from repdyn.logging.history import History
+from repdyn.loggers.history import History
 from repdyn.paths import CONF_DIR, HISTORY_FILE
 from repdyn.theory.report import run_study, study_entry, write_table
 

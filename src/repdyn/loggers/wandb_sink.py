@@ -4,7 +4,7 @@ Offline by default (``logger.mode=offline``): runs land in ``<run_dir>/wandb/`` 
 ``wandb sync <run_dir>/wandb/offline-run-*``. A resumed run reuses its W&B id (stored in the checkpoint), so a
 requeued job continues the same W&B run.
 
-Everything handed to W&B (config, name, group, tags, summary) is redacted first (:mod:`repdyn.logging.secrets`): the
+Everything handed to W&B (config, name, group, tags, summary) is redacted first (:mod:`repdyn.loggers.secrets`): the
 offline run is what ``wandb sync`` uploads.
 """
 
@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from repdyn.logging.secrets import redact, scrub
+from repdyn.loggers.secrets import redact, scrub
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from repdyn.logging.history import History
-from repdyn.logging.secrets import redact
+from repdyn.loggers.history import History
+from repdyn.loggers.secrets import redact
 
 __all__ = ["Logger", "first_non_finite", "redact", "write_json"]
 
