@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -61,6 +62,32 @@ def main_exit_code(code: Any) -> Any:
     return EXIT_CONFIG if code == 1 and not _state["started"] else code
 
 
+def exit_refused(e: Exception, run_dir: str | Path) -> NoReturn:
+    """One message, no traceback, exit 2: the user has to change the command line or the run dir, not the code.
+    The earlier run's ``.hydra/`` that Hydra rewrote for this invocation is put back: a refusal leaves no trace."""
+    from repdyn.run_dir import RunDirError, restore_hydra_dir
+
+    restore_hydra_dir(run_dir)
+    kind = "run dir error" if isinstance(e, RunDirError) else "config error"
+    print(f"repdyn: {kind}: {e}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
+def refused_in_task(e: Exception, run_dir: Path, fresh: bool, overrides: list[str], multirun: bool) -> str:
+    """A ConfigError found in a Hydra task function (the run dir's content, or found while building): a sweep member
+    gets its ``summary.json`` (status invalid, unless the dir holds an earlier run's) and is remembered for the end of
+    the sweep, which goes on ("invalid" is returned); a single run leaves no trace and exits 2."""
+    if multirun:
+        logging.getLogger("repdyn").error("refused: %s", e)
+        if fresh:
+            write_invalid_summary(run_dir, overrides, str(e))
+        record_refused(HydraConfig.get().job.num, overrides, str(e))
+        return "invalid"
+    if fresh:
+        discard_run_dir(run_dir)
+    exit_refused(e, run_dir)
+
+
 def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
     """Call a ``@hydra.main`` app (``repdyn.train`` and every study) with Hydra's own usage errors (an unknown key, a
     wrong type, an unparsable override: before composition ends) exiting 2 like config errors; ``--help`` exits 0 and
@@ -86,11 +113,11 @@ class Preflight(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         mark_started()
-        _exit_on_config_error(lambda: check_job(config, Path(str(config.hydra.run.dir))))
+        exit_on_config_error(lambda: check_job(config, Path(str(config.hydra.run.dir))))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         mark_started()
-        _exit_on_config_error(lambda: check_sweep(config))
+        exit_on_config_error(lambda: check_sweep(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         refused = _state["refused"]
@@ -105,7 +132,8 @@ class Preflight(Callback):
         sys.exit(EXIT_CONFIG)
 
 
-def _exit_on_config_error(fn: Callable[[], None]) -> None:
+def exit_on_config_error(fn: Callable[[], None]) -> None:
+    """Run a check; a ConfigError becomes one message and exit 2 (in a Hydra callback, before any run dir exists)."""
     try:
         fn()
     except ConfigError as e:

@@ -13,7 +13,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -146,17 +146,6 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     return status
 
 
-def _refuse(e: ConfigError, run_dir: str) -> NoReturn:
-    """One message, no traceback, exit 2: the user has to change the command line or the run dir, not the code.
-    The earlier run's ``.hydra/`` that Hydra rewrote for this invocation is put back: a refusal leaves no trace."""
-    from repdyn.run_dir import RunDirError, restore_hydra_dir
-
-    restore_hydra_dir(run_dir)
-    kind = "run dir error" if isinstance(e, RunDirError) else "config error"
-    print(f"repdyn: {kind}: {e}", file=sys.stderr)
-    sys.exit(EXIT_CONFIG)
-
-
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> str:
     from repdyn import preflight
@@ -184,15 +173,7 @@ def _hydra_main(cfg: DictConfig) -> str:
             log.warning(note)
         status = run(cfg, run_dir, overrides)  # checks resume compatibility first
     except ConfigError as e:  # the run dir's content, or found while building (a replay buffer larger than the RAM)
-        if hc.mode == RunMode.MULTIRUN:  # a sweep goes on with the next member; its end reports this one
-            log.error("refused: %s", e)
-            if fresh:  # else the dir holds an earlier run's summary.json, which stays
-                preflight.write_invalid_summary(run_dir, overrides, str(e))
-            preflight.record_refused(hc.job.num, overrides, str(e))
-            return "invalid"
-        if fresh:
-            preflight.discard_run_dir(run_dir)
-        _refuse(e, run_dir)
+        return preflight.refused_in_task(e, run_dir, fresh, overrides, hc.mode == RunMode.MULTIRUN)
     print(f"repdyn: run {status}; outputs in {hc.runtime.output_dir}", flush=True)
     if status == "diverged" and hc.mode != RunMode.MULTIRUN:
         sys.exit(EXIT_DIVERGED)  # in a multirun the status is in summary.json and the sweep continues

@@ -100,19 +100,11 @@ class DistillPreflight(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         preflight.mark_started()
-        _exit_on_config_error(lambda: check_job(config, Path(str(config.hydra.run.dir))))
+        preflight.exit_on_config_error(lambda: check_job(config, Path(str(config.hydra.run.dir))))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         preflight.mark_started()
-        _exit_on_config_error(lambda: check_sweep(config))
-
-
-def _exit_on_config_error(fn: Any) -> None:
-    try:
-        fn()
-    except ConfigError as e:
-        print(f"repdyn: config error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        preflight.exit_on_config_error(lambda: check_sweep(config))
 
 
 def run(cfg: DictConfig, teacher_cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> str:
@@ -163,24 +155,6 @@ def run(cfg: DictConfig, teacher_cfg: DictConfig, run_dir: Path, overrides: list
     return status
 
 
-def _refused(e: ConfigError, run_dir: Path, fresh: bool, overrides: list[str]) -> str:
-    """A ConfigError found in the task function: a sweep records the member and goes on; a single run exits 2."""
-    from repdyn.run_dir import RunDirError, restore_hydra_dir
-
-    hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN:
-        log.error("refused: %s", e)
-        if fresh:
-            preflight.write_invalid_summary(run_dir, overrides, str(e))
-        return "invalid"
-    if fresh:
-        preflight.discard_run_dir(run_dir)
-    restore_hydra_dir(run_dir)
-    kind = "run dir error" if isinstance(e, RunDirError) else "config error"
-    print(f"repdyn: {kind}: {e}", file=sys.stderr)
-    sys.exit(EXIT_CONFIG)
-
-
 @hydra.main(config_path=str(CONF_DIR), config_name="distill", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> str:
     from repdyn.loggers.secrets import ScrubFilter, scrub_file
@@ -199,7 +173,7 @@ def _hydra_main(cfg: DictConfig) -> str:
         teacher_cfg = validate_distill(cfg)
         status = run(cfg, teacher_cfg, run_dir, overrides)
     except ConfigError as e:
-        return _refused(e, run_dir, fresh, overrides)
+        return preflight.refused_in_task(e, run_dir, fresh, overrides, HydraConfig.get().mode == RunMode.MULTIRUN)
     print(f"repdyn: distillation {status}; outputs in {run_dir}", flush=True)
     if status == "diverged" and hc.mode != RunMode.MULTIRUN:
         sys.exit(EXIT_DIVERGED)
@@ -208,17 +182,4 @@ def _hydra_main(cfg: DictConfig) -> str:
 
 def main() -> None:
     """The entry point: Hydra's own usage errors (before composition ends) exit 2 like config errors."""
-    try:
-        _hydra_main()
-    except SystemExit as e:
-        code = preflight.main_exit_code(e.code)
-        if code != e.code:
-            sys.exit(code)
-        raise
-    except Exception:
-        if preflight.main_exit_code(1) == 1:
-            raise
-        import traceback
-
-        traceback.print_exc()
-        sys.exit(EXIT_CONFIG)
+    preflight.run_hydra_app(_hydra_main)

@@ -28,23 +28,10 @@ from repdyn.distill.objectives import double_q_target, objective_loss
 from repdyn.distill.student import build_optimizer, build_student, student_kind
 from repdyn.distill.teacher import act_fn, load_teacher
 from repdyn.paths import CHECKPOINT_DIR, HISTORY_FILE
+from repdyn.record_sinks import git_commit
 from repdyn.stop_signal import StopRequest
 
 log = logging.getLogger("repdyn.distill")
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    from repdyn.paths import REPO_ROOT
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def every(total: int, fraction: float) -> int:
@@ -339,7 +326,7 @@ class Distillation:
             "teacher": str(self.cfg.teacher),
             "objective": str(self.cfg.objective),
             "wall_time": self.wall_time(),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "overrides": self.overrides,
             "final": {k: v for k, v in self.last_record.items() if not k.startswith("_")},
             "last_5pct": {k: float(np.mean(v)) for k, v in self.tail.items()},
