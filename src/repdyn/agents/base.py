@@ -52,6 +52,7 @@ class Agent(Protocol):
     networks: Mapping[str, nn.Module]  # by name: actor / critic / trunk / qnet
     optimizers: Mapping[str, torch.optim.Optimizer]
     policy: Any  # the TensorDict exploration policy (train.collector=torchrl)
+    action_spec: Any  # the action space (torchrl spec): its domain, number of actions or action dimension
 
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The exploration policy on plain tensors (train.collector=lean): the keys and draws of ``policy``."""

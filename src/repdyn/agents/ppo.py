@@ -69,6 +69,7 @@ class PPOAgent:
         self.acfg, self.activation = acfg, model_cfg.activation
         obs_shape = tuple(env.observation_spec["observation"].shape[len(env.batch_size) :])
         spec = env.action_spec
+        self.action_spec = spec  # the env's (batched) action spec; interventions read the action space from it
         self.continuous = spec.domain == "continuous"
         act_dim = spec.shape[-1] if self.continuous else int(spec.space.n)
         self.low = spec.space.low[0] if self.continuous else None

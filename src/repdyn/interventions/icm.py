@@ -121,10 +121,8 @@ class ICMNets(nn.Module):
 
 
 def _action_space(agent: Any) -> tuple[bool, int]:
-    """(discrete, n_actions or action dim) of the agent's action spec."""
-    spec = getattr(agent, "action_spec", None)
-    if spec is None:  # PPO: the ProbabilisticActor at the head of the collector policy carries the spec
-        spec = agent.policy[0].spec["action"]
+    """(discrete, n_actions or action dim) of the agent's action spec (``agent.action_spec``)."""
+    spec = agent.action_spec
     if spec.domain == "discrete":
         return True, int(spec.space.n)
     return False, int(spec.shape[-1])
