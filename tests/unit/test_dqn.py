@@ -103,7 +103,7 @@ def test_written_out_loss_equals_torchrl_dqnloss(make_agent, loss, double):
     agent = make_agent(f"agent.loss={loss}", f"agent.double_dqn={str(double).lower()}")
     _perturb(agent.qnet)  # online ≠ target
     ref_actor = copy.deepcopy(agent.actor)
-    ref_qnet = ref_actor[0].module
+    ref_qnet = ref_actor[0].module.net  # the Q-network inside the policy's NetworkOutput
     ref_qnet.load_state_dict(agent.target_qnet.state_dict())
     ref = DQNLoss(
         ref_actor, loss_function={"huber": "smooth_l1", "l2": "l2"}[loss], delay_value=True, double_dqn=double,

@@ -79,3 +79,35 @@ def test_last_frame_replay_rebuilds_every_next_stack_of_a_real_ale_rollout(compo
     with pytest.raises(RuntimeError, match="not the shifted frame stack"):
         agent.process_batch(broken)
     env.close()
+
+
+def test_keywise_storage_holds_what_torchrl_storage_holds():
+    """The key-by-key write gives the parent's rows, length, cursor and state dict, through the FIFO writer's wrap-
+    around; a batch with another key set takes the parent's path."""
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+    from repdyn.agents.replay_memory import KeywiseTensorStorage
+
+    ours, ref = ReplayBuffer(storage=KeywiseTensorStorage(10)), ReplayBuffer(storage=LazyTensorStorage(10))
+    for i in range(7):  # 28 transitions into 10 slots: wraps around twice
+        td = _transitions(4, seed=i, reward=None)
+        ours.extend(td.clone())
+        ref.extend(td.clone())
+        assert len(ours) == len(ref)
+    assert ours.writer._cursor == ref.writer._cursor == 8
+    rows = torch.arange(10)
+    a, b = ours.storage.get(rows), ref.storage.get(rows)
+    for key in b.keys(True, True):
+        assert torch.equal(a[key], b[key]), key
+    state = ours.state_dict()
+    fresh = ReplayBuffer(storage=KeywiseTensorStorage(10))
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.storage.get(rows)["observation"], b["observation"])
+    extra = _transitions(2, seed=9, reward=None)
+    extra["other"] = torch.ones(2, 3)
+    for buf in (ours, ref):
+        buf.extend(extra.clone())
+    a, b = ours.storage.get(rows), ref.storage.get(rows)
+    assert set(a.keys(True, True)) == set(b.keys(True, True))
+    for key in b.keys(True, True):
+        assert torch.equal(a[key], b[key]), key

@@ -67,7 +67,7 @@ from torchrl.modules import EGreedyModule, QValueModule
 from repdyn.agents.adam_step import step_all, zero_grads
 from repdyn.agents.base import Diverged, UpdateResult, hooks_add_loss
 from repdyn.agents.compiled_step import CompiledStep, call
-from repdyn.agents.networks import CriticNet, build_body, rep_keys
+from repdyn.agents.networks import CriticNet, NetworkOutput, body_output, build_body
 from repdyn.agents.replay_memory import check_replay_fits, make_storage, storage_tensors, transition_bytes
 from repdyn.metrics.ntk import q_reduction
 
@@ -165,7 +165,7 @@ class DQNAgent:
         self.action_spec = Categorical(self.n_actions, dtype=spec.dtype)
         obs_shape = tuple(env.observation_spec["observation"].shape[len(env.batch_size) :])
         self.qnet = CriticNet(build_body(model_cfg, obs_shape, self.n_actions, 1.0))
-        qmod = TensorDictModule(self.qnet, in_keys=["observation"], out_keys=["action_value", *rep_keys("qnet")])
+        qmod = TensorDictModule(NetworkOutput(self.qnet), in_keys=["observation"], out_keys=["action_value"])
         self.actor = TensorDictSequential(
             qmod, QValueModule(action_space="categorical", action_value_key="action_value")
         )
@@ -199,17 +199,13 @@ class DQNAgent:
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The ε-greedy collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys
-        and random draws of :attr:`policy` (greedy action, then a uniform coin and a uniform action per env)."""
-        q, *reps = self.qnet(obs)
+        and random draws of :attr:`policy` (greedy action, then a uniform coin and a uniform action per env). The
+        Q-network's representations are not kept per step: the metrics evaluate them on replay samples."""
+        q = body_output(self.qnet.body, obs)
         greedy = q.argmax(-1)
         explore = torch.rand(greedy.shape) < self.egreedy.eps
         action = torch.where(explore, torch.randint(0, self.n_actions, greedy.shape), greedy)
-        return {
-            "action_value": q,
-            **dict(zip(rep_keys("qnet"), reps, strict=True)),
-            "action": action,
-            "chosen_action_value": q.gather(-1, greedy.unsqueeze(-1)),
-        }
+        return {"action_value": q, "action": action, "chosen_action_value": q.gather(-1, greedy.unsqueeze(-1))}
 
     # --- replay ---------------------------------------------------------------------------------------------
     def make_replay(self, capacity: int, writer: Writer | None = None) -> ReplayBuffer:
@@ -228,7 +224,7 @@ class DQNAgent:
     @torch.no_grad()
     def process_batch(self, batch: TensorDict) -> None:
         """Insert the batch's transitions (rewards as left by the ``on_batch_collected`` hooks) into the replay."""
-        data = batch.select(*REPLAY_KEYS).reshape(-1).clone()
+        data = batch.select(*REPLAY_KEYS).reshape(-1)  # views: the storage copies the rows in
         if self.next_last_frame:
             data = self._drop_shared_frames(data)
         self.buffer.extend(data)
@@ -360,7 +356,7 @@ class DQNAgent:
     ) -> torch.Tensor:
         """Mean Huber / L2 loss between Q(s, a) and the TD target (:meth:`_td_target`) over a minibatch of plain
         tensors: ``action`` [B] (integer), ``reward`` and ``terminated`` [B]."""
-        q = self.qnet.body(obs)[0]  # the Q-values alone (CriticNet.forward also concatenates the pre-activations)
+        q = body_output(self.qnet.body, obs)  # the Q-values alone (CriticNet.forward also concatenates pre-activations)
         q_sa = q.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         return self._td_loss_fn(q_sa, self._td_target(reward, terminated, next_obs))
 
@@ -381,9 +377,9 @@ class DQNAgent:
     def _td_target(self, reward: torch.Tensor, terminated: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """y = r + γ (1 − terminated) Q_target(s', a*), a* = argmax_a Q_target(s', a) (or argmax_a Q(s', a) for
         double DQN); ``reward``, ``terminated`` [B]."""
-        q_next_target = self.target_qnet.body(next_obs)[0]
+        q_next_target = body_output(self.target_qnet.body, next_obs)
         if self._s.double_dqn:
-            a_star = self.qnet.body(next_obs)[0].argmax(-1, keepdim=True)
+            a_star = body_output(self.qnet.body, next_obs).argmax(-1, keepdim=True)
             q_next = q_next_target.gather(-1, a_star).squeeze(-1)
         else:
             q_next = q_next_target.max(-1).values
@@ -417,11 +413,10 @@ class DQNAgent:
 
     # --- metric views (used by repdyn.metrics.scheduled) ----------------------------------------------------
     def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
-        """The collector's stored Q-values and representations of ``qnet`` (no recomputation); replay samples do not
-        store them (see ``REPLAY_KEYS``), so those get one forward pass under the current (pre-update) network."""
-        if (net, "features") not in flat.keys(include_nested=True):
-            return self.networks[net](flat["observation"])
-        return (flat["action_value"], flat[net, "features"], flat[net, "preact"], flat[net, "preacts_all"])
+        """Q-values and representations of ``qnet`` on ``flat`` (replay samples, or the first collected batch while
+        the replay is empty): one forward pass under the current (pre-update) network; neither the replay nor the
+        collector keeps them."""
+        return self.networks[net](flat["observation"])
 
     def metric_kwargs(self, net: str, outs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
         """``value_mean``/``value_std`` of V(s) = max_a Q(s, a)."""

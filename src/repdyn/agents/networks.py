@@ -1,9 +1,10 @@
 """Actor and critic heads on the model contract, and their torchrl wrappers for the collector.
 
-The collector runs the actor on every state and the PPO agent evaluates the critic over the collected batch, so the
-batch holds π_old's and V_old's features and pre-activations (keys ``("actor", "features")``, ``("actor", "preact")``,
-``("actor", "preacts_all")`` and the ``critic`` twins): "start" metrics and PFO need no second pass
-(docs/metrics.md#conventions).
+The collector runs the actor's distribution parameters on every state (:meth:`ActorNet.params`, nothing else: the
+per-step cost is the collection's); the PPO agent then evaluates the actor's representations and the critic over the
+whole collected batch at once, so the batch holds π_old's and V_old's features and pre-activations (keys
+``("actor", "features")``, ``("actor", "preact")``, ``("actor", "preacts_all")`` and the ``critic`` twins) before
+any update: "start" metrics and PFO need no further pass (docs/metrics.md#conventions).
 """
 
 from __future__ import annotations
@@ -45,6 +46,28 @@ class ActorNet(nn.Module):
             return (loc, nn.functional.softplus(raw_scale) + self.min_scale, *extras)
         return (out, *extras)
 
+    @property
+    def param_keys(self) -> list[str]:
+        return ["loc", "scale"] if self.continuous else ["logits"]
+
+    @property
+    def step_keys(self) -> list[Any]:
+        """The keys the collector policy writes per env step (besides the action): the distribution parameters, and
+        for a non-MLP body (the Nature CNN) also the representations, which its forward pass computes anyway
+        (an MLP's are evaluated once per batch: ``PPOAgent.evaluate_rollout``)."""
+        return self.param_keys + ([] if type(self.body) is MLP else rep_keys("actor"))
+
+    def step_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The values of :attr:`step_keys`: ``forward(obs)`` or its first (parameter) entries, the same numbers
+        (:func:`body_output`: no per-module call overhead on the per-env-step path)."""
+        if type(self.body) is not MLP:
+            return self(obs)
+        out = body_output(self.body, obs)
+        if self.continuous:
+            loc, raw_scale = out.chunk(2, -1)
+            return loc, nn.functional.softplus(raw_scale) + self.min_scale
+        return (out,)
+
     def dist_params(self, out: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Distribution parameters per state for ``policy_variance``: probabilities, or [loc, scale]."""
         if self.continuous:
@@ -62,6 +85,34 @@ class CriticNet(nn.Module):
         return out, features, preacts[-1], torch.cat(preacts, -1)
 
 
+def body_output(body: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    """``body(obs)[0]``: a network's output without its representations (:meth:`MLP.output` for an MLP)."""
+    return body.output(obs) if type(body) is MLP else body(obs)[0]
+
+
+class ActorStep(nn.Module):
+    """The actor as the collector policy's module: :meth:`ActorNet.step_outputs`."""
+
+    def __init__(self, actor: ActorNet) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.actor.step_outputs(obs)
+
+
+class NetworkOutput(nn.Module):
+    """A :class:`CriticNet`'s output alone (:func:`body_output`): the DQN collector policy's Q-values, whose
+    representations the metrics evaluate on replay samples instead."""
+
+    def __init__(self, net: CriticNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return body_output(self.net.body, obs)
+
+
 def rep_keys(net: str) -> list[tuple[str, str]]:
     return [(net, "features"), (net, "preact"), (net, "preacts_all")]
 
@@ -74,15 +125,14 @@ def make_dist(actor: ActorNet, out: tuple[torch.Tensor, ...], low: torch.Tensor 
 
 
 def build_collector_policy(actor: ActorNet, action_spec: Any) -> ProbabilisticActor:
-    """ProbabilisticActor writing the distribution parameters, the actor's features/pre-activations and a sampled
-    action (no log-probability, no critic: the PPO agent evaluates both once per batch, see
-    ``PPOAgent.evaluate_rollout``)."""
+    """ProbabilisticActor writing :attr:`ActorNet.step_keys` and a sampled action (no log-probability, no critic:
+    the PPO agent evaluates them once per batch, see ``PPOAgent.evaluate_rollout``)."""
     if actor.continuous:
-        param_keys = ["loc", "scale"]
         dist_cls, dist_kwargs = TanhNormal, {"low": action_spec.space.low[0], "high": action_spec.space.high[0]}
     else:
-        param_keys, dist_cls, dist_kwargs = ["logits"], Categorical, {}
-    actor_mod = TensorDictModule(actor, in_keys=["observation"], out_keys=param_keys + rep_keys("actor"))
+        dist_cls, dist_kwargs = Categorical, {}
+    param_keys = actor.param_keys
+    actor_mod = TensorDictModule(ActorStep(actor), in_keys=["observation"], out_keys=actor.step_keys)
     return ProbabilisticActor(
         actor_mod,
         in_keys=param_keys,

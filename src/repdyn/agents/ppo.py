@@ -104,36 +104,33 @@ class PPOAgent:
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys and the
-        random draws of :attr:`policy` — the actor's outputs and a sampled action. The log-probability and the
-        critic are evaluated once per batch in :meth:`evaluate_rollout`."""
-        out = self.actor(obs)
-        if self.continuous:
-            params = {"loc": out[0], "scale": out[1]}
-            action = tanh_normal_sample(out[0], out[1], *self.box)
-        else:
-            params = {"logits": out[0]}
-            action = categorical_sample(out[0])
-        return {**params, **dict(zip(rep_keys("actor"), out[len(params) :], strict=True)), "action": action}
+        random draws of :attr:`policy` — :attr:`ActorNet.step_keys` and a sampled action. The rest (an MLP actor's
+        representations, the log-probability, the critic) is evaluated once per batch in :meth:`evaluate_rollout`."""
+        out = self.actor.step_outputs(obs)
+        action = tanh_normal_sample(out[0], out[1], *self.box) if self.continuous else categorical_sample(out[0])
+        return {**dict(zip(self.actor.step_keys, out, strict=True)), "action": action}
 
     @torch.no_grad()
     def evaluate_rollout(self, batch: TensorDict) -> None:
-        """log π_old(a|s) and V_old(s) (with the critic's features and pre-activations) of every collected state, in
-        one pass over the batch instead of one per env step: neither network changes during a rollout, so the
-        numbers are the per-step ones, for a fraction of the per-call overhead (the 2-env Hopper rollout spent a
-        third of its non-simulator time in these per-step calls). Sets ``action_log_prob``, ``state_value`` and
-        ``("critic", ...)``, the keys the torchrl collector policy used to write."""
-        obs = batch["observation"]
-        flat_obs = obs.reshape(-1, *self.obs_shape)
-        value, *reps = self.critic(flat_obs)
+        """An MLP actor's features and pre-activations, log π_old(a|s), and V_old(s) with the critic's features and
+        pre-activations, of every collected state, in one pass over the batch instead of one per env step: neither
+        network changes during a rollout, so these are the per-step numbers (up to float rounding of a batched
+        matrix product), for a fraction of the per-call overhead (the 2-env Hopper rollout spent a third of its
+        non-simulator time in such per-step calls). The log-probability is of the per-step distribution parameters
+        the actions were drawn from. Sets ``("actor", ...)``, ``action_log_prob``, ``state_value`` and
+        ``("critic", ...)``."""
+        flat_obs = batch["observation"].reshape(-1, *self.obs_shape)
         lead = batch.batch_size
+        param_keys = self.actor.param_keys
+        value, *critic_reps = self.critic(flat_obs)
         batch.set("state_value", value.reshape(*lead, *value.shape[1:]))
-        for key, rep in zip(rep_keys("critic"), reps, strict=True):
-            batch.set(key, rep.reshape(*lead, *rep.shape[1:]))
-        if self.continuous:
-            log_prob = tanh_normal_log_prob(batch["action"], batch["loc"], batch["scale"], *self.box)
-        else:
-            log_prob = categorical_log_prob(batch["logits"], batch["action"])
-        batch.set("action_log_prob", log_prob)
+        nets = [("critic", critic_reps)]
+        if len(self.actor.step_keys) == len(param_keys):  # an MLP actor: its representations were not kept per step
+            nets.append(("actor", self.actor(flat_obs)[len(param_keys) :]))
+        for net, reps in nets:
+            for key, rep in zip(rep_keys(net), reps, strict=True):
+                batch.set(key, rep.reshape(*lead, *rep.shape[1:]))
+        batch.set("action_log_prob", self.log_prob(tuple(batch[k] for k in param_keys), batch["action"]))
 
     @torch.no_grad()
     def process_batch(self, batch: TensorDict) -> None:

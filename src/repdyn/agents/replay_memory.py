@@ -14,15 +14,23 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from tensordict import NestedKey, is_tensor_collection
+from tensordict import NestedKey, TensorDict, is_tensor_collection
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage
 from torchrl.data.replay_buffers.storages import TensorStorage
 
 from repdyn.errors import ConfigError
 
-__all__ = ["available_ram_bytes", "check_replay_fits", "make_storage", "storage_tensors", "transition_bytes"]
+__all__ = [
+    "KeywiseTensorStorage",
+    "available_ram_bytes",
+    "check_replay_fits",
+    "make_storage",
+    "storage_tensors",
+    "transition_bytes",
+]
 
 # Bookkeeping per transition besides the observations: action (int64), reward (float32), done/terminated (bool), and
 # the tensordict index; generous, it is noise next to any observation.
@@ -83,11 +91,35 @@ def check_replay_fits(
         )
 
 
+class KeywiseTensorStorage(LazyTensorStorage):
+    """``LazyTensorStorage`` whose writes of a ``TensorDict`` of transitions go key by key into its tensors.
+
+    Why: ``TensorStorage.set`` writes a batch with ``TensorDict.__setitem__`` (index checks and key matching per
+    call), ~0.3 ms for DQN's 4-transition batches; one ``tensor[index] = value`` per key writes the same rows in
+    ~0.035 ms. ``ReplayBuffer.extend`` of such a batch: 0.54 ms with ``LazyTensorStorage``, 0.23 ms with this
+    (``python -m repdyn.bench dqn``, "replay insert"; a DQN batch of 4 env steps costs ~6 ms in all). Everything else — the writer's cursor, the length, the first (allocating) write, state dicts,
+    sampling — is the parent's; a batch whose keys are not exactly the storage's takes the parent's path too."""
+
+    def set(self, cursor: Any, data: Any, *, set_cursor: bool = True) -> None:
+        if not (self.initialized and type(data) is TensorDict and self._storage_keys is None):
+            return super().set(cursor, data, set_cursor=set_cursor)
+        values = dict(data.items(True, True))
+        store = self._storage
+        if values.keys() != set(store.keys(True, True)):
+            return super().set(cursor, data, set_cursor=set_cursor)
+        if set_cursor:  # the parent's bookkeeping, in its order
+            self._set_last_cursor(cursor)
+            self._get_new_len(data, cursor)
+        for key, value in values.items():
+            store.get(key)[cursor] = value
+        self._bump_mutation_revision()
+
+
 def make_storage(capacity: int, storage: str, replay_dir: Path | None) -> LazyTensorStorage | LazyMemmapStorage:
     """The torchrl storage for ``agent.replay_storage``; memmap files go to ``replay_dir`` (reused on resume: the
     replay of an ALE run is not checkpointed, so a resumed run refills it from empty)."""
     if storage == "memory":
-        return LazyTensorStorage(capacity)
+        return KeywiseTensorStorage(capacity)
     if replay_dir is None:
         raise ValueError("agent.replay_storage=memmap needs a replay_dir")
     replay_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@
 2. DQN gradient step (``--dqn-minibatch``, default 64; 2×64 ReLU Q-network): torchrl's ``ReplayBuffer.sample`` +
    ``DQNLoss`` + Adam + ``HardUpdate`` (built here, on a copy of the agent's network: what the agent used to run) vs
    :meth:`repdyn.agents.dqn.DQNAgent.gradient_step`, the step ``DQNAgent.update`` takes (written-out TD(0) loss,
-   direct replay indexing, fused Adam; see ``agents/dqn.py``).
+   direct replay indexing, fused Adam; see ``agents/dqn.py``); and inserting a 4-transition batch into the replay
+   with torchrl's ``LazyTensorStorage`` vs the agent's :class:`repdyn.agents.replay_memory.KeywiseTensorStorage`.
 3. PPO on ALE (Moalla et al. 2024 App. B Table 2: 8 envs × 128 steps, minibatch 256, ``--ppo-epochs`` 4): the real
    :meth:`repdyn.agents.ppo.PPOAgent.update` per minibatch vs a bare PyTorch actor + critic Nature-CNN
    forward/backward/Adam step on the same 256 frames (target ≤ 1.1×), and the update's share of the wall time of one
@@ -187,6 +188,24 @@ def bench_dqn_step(steps: int, repeats: int, minibatch: int = 64) -> dict[str, f
     return {"dqn_step_torchrl_s": t["torchrl"], "dqn_step_manual_s": t["manual"]}
 
 
+def bench_replay_insert(steps: int, repeats: int) -> dict[str, float]:
+    """Inserting one 4-transition Acrobot batch (the presets' DQN batch) into a FIFO replay holding 5,000: torchrl's
+    ``LazyTensorStorage`` vs :class:`repdyn.agents.replay_memory.KeywiseTensorStorage`, same writer, interleaved."""
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+    from repdyn.agents.replay_memory import KeywiseTensorStorage
+
+    batch = _random_transitions(4, 3)
+    buffers = {
+        "torchrl": ReplayBuffer(storage=LazyTensorStorage(50_000)),
+        "keywise": ReplayBuffer(storage=KeywiseTensorStorage(50_000)),
+    }
+    for buf in buffers.values():
+        buf.extend(_random_transitions(5000, 2))
+    t = _interleaved({k: (lambda b=b: b.extend(batch)) for k, b in buffers.items()}, steps, repeats, "replay insert")
+    return {"insert_torchrl_s": t["torchrl"], "insert_keywise_s": t["keywise"]}
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m repdyn.bench dqn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacity", type=int, default=4000, help="eviction buffer capacity (Jansson 2025: 4000)")
@@ -247,6 +266,15 @@ def _dqn_step_rows(table: Table, res: dict[str, float], minibatch: int) -> None:
     )
 
 
+def _insert_rows(table: Table, res: dict[str, float]) -> None:
+    table.add_row("replay insert, 4 transitions: LazyTensorStorage", f"{res['insert_torchrl_s'] * _MS:.3f} ms", "")
+    table.add_row(
+        "replay insert, 4 transitions: KeywiseTensorStorage (the agent's)",
+        f"{res['insert_keywise_s'] * _MS:.3f} ms",
+        f"torchrl = {res['insert_torchrl_s'] / res['insert_keywise_s']:.2f}×",
+    )
+
+
 def _ppo_atari_rows(table: Table, res: dict[str, float]) -> None:
     upd, bare = res["ppo_update_s_per_minibatch"], res["bare_s_per_minibatch"]
     coll = res["ppo_collect_s_per_batch"]
@@ -268,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     res = bench_eviction(args.capacity, args.steps, args.repeats)
     res.update(bench_dqn_step(args.steps, args.repeats, args.dqn_minibatch))
+    res.update(bench_replay_insert(args.steps, args.repeats))
     if not args.no_atari:
         from repdyn.bench.atari import bench_ppo_atari  # ale-py only when the Atari part runs
 
@@ -278,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         table.add_column(col)
     _eviction_rows(table, res, args.capacity)
     _dqn_step_rows(table, res, args.dqn_minibatch)
+    _insert_rows(table, res)
     if not args.no_atari:
         _ppo_atari_rows(table, res)
     Console(width=140).print(table)

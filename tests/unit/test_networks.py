@@ -1,0 +1,54 @@
+"""The per-env-step network paths give the full forward pass's numbers bit for bit (they only skip work)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from repdyn.agents.networks import ActorNet, body_output, rep_keys
+from repdyn.models.cnn import NatureCNN
+from repdyn.models.mlp import MLP
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "gelu", "crelu"])
+@pytest.mark.parametrize("norm", ["none", "layer"])
+def test_mlp_output_is_forward_output(activation, norm) -> None:
+    torch.manual_seed(0)
+    mlp = MLP(11, (64, 64), 6, activation=activation, norm=norm)
+    x = torch.randn(5, 11) * 3
+    assert torch.equal(mlp.output(x), mlp(x)[0])
+    trunk = MLP(11, (32,), None, activation=activation, norm=norm)  # no head: the features are the output
+    assert torch.equal(trunk.output(x), trunk(x)[1])
+
+
+def test_replaced_head_is_called() -> None:
+    """A head an intervention swapped in (not a plain nn.Linear) still runs, through its own forward."""
+    torch.manual_seed(1)
+    mlp = MLP(4, (8,), 2)
+    mlp.head = nn.Sequential(nn.Linear(8, 2), nn.Tanh())
+    x = torch.randn(3, 4)
+    assert torch.equal(body_output(mlp, x), mlp(x)[0])
+    assert body_output(mlp, x).abs().max() < 1  # the Tanh of the replaced head ran
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_actor_step_outputs(continuous) -> None:
+    torch.manual_seed(2)
+    actor = ActorNet(MLP(11, (64, 64), 6), continuous)
+    x = torch.randn(7, 11)
+    step, full = actor.step_outputs(x), actor(x)
+    assert actor.step_keys == (["loc", "scale"] if continuous else ["logits"])
+    assert len(step) == len(actor.step_keys)
+    for a, b in zip(step, full, strict=False):
+        assert torch.equal(a, b)
+
+
+def test_cnn_actor_keeps_representations_per_step() -> None:
+    """The Nature CNN computes its representations on the way to the logits: the step outputs keep them."""
+    torch.manual_seed(3)
+    actor = ActorNet(NatureCNN(in_channels=4, out_dim=6), continuous=False)
+    x = torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8)
+    assert actor.step_keys == ["logits", *rep_keys("actor")]
+    for a, b in zip(actor.step_outputs(x), actor(x), strict=True):
+        assert torch.equal(a, b)
