@@ -32,7 +32,7 @@ def _fast_path(opt: torch.optim.Optimizer) -> bool:
     )
 
 
-def _state(opt: torch.optim.Adam, p: torch.Tensor, fused: bool) -> dict[str, Any]:
+def adam_state(opt: torch.optim.Adam, p: torch.Tensor, fused: bool) -> dict[str, Any]:
     """The optimizer's state for ``p``, created as ``Adam._init_group`` creates it on the first step."""
     state = opt.state[p]
     if not state:
@@ -65,7 +65,7 @@ def step_all(optimizers: Iterable[torch.optim.Optimizer]) -> None:
             for p in g["params"]:
                 if p.grad is None:
                     continue
-                s = _state(opt, p, bool(g["fused"]))
+                s = adam_state(opt, p, bool(g["fused"]))
                 for lst, t in zip(lists, (p, p.grad, s["exp_avg"], s["exp_avg_sq"], s["step"]), strict=True):
                     lst.append(t)
     for key, (params, grads, exp_avgs, exp_avg_sqs, steps) in batches.items():

@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value
 
+from repdyn.agents.adam_step import adam_state
+
 COMPILE_CHOICES = ("auto", "on", "off")
 # train.compile=auto compiles when a run makes at least this many gradient steps: compilation costs 20-60 s and
 # saves ~1.5 ms per 2x64 PPO step, so it repays itself after ~30k steps (the default `make run` makes 12,800)
@@ -66,12 +68,8 @@ def plain_adam(opt: torch.optim.Optimizer) -> bool:
 
 
 def _adam_state(opt: torch.optim.Optimizer, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(exp_avg, exp_avg_sq, step) of ``p``, created as ``Adam._init_group`` creates them on a first step."""
-    state = opt.state[p]
-    if not state:
-        state["step"] = torch.zeros((), dtype=torch.float32)
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    """(exp_avg, exp_avg_sq, step) of ``p``, created as a fused Adam's first step creates them."""
+    state = adam_state(opt, p, fused=True)
     return state["exp_avg"], state["exp_avg_sq"], state["step"]
 
 

@@ -97,8 +97,9 @@ class KeywiseTensorStorage(LazyTensorStorage):
     Why: ``TensorStorage.set`` writes a batch with ``TensorDict.__setitem__`` (index checks and key matching per
     call), ~0.3 ms for DQN's 4-transition batches; one ``tensor[index] = value`` per key writes the same rows in
     ~0.035 ms. ``ReplayBuffer.extend`` of such a batch: 0.54 ms with ``LazyTensorStorage``, 0.23 ms with this
-    (``python -m repdyn.bench dqn``, "replay insert"; a DQN batch of 4 env steps costs ~6 ms in all). Everything else — the writer's cursor, the length, the first (allocating) write, state dicts,
-    sampling — is the parent's; a batch whose keys are not exactly the storage's takes the parent's path too."""
+    (``python -m repdyn.bench dqn``, "replay insert"; a DQN batch of 4 env steps costs ~6 ms in all). Everything
+    else — the writer's cursor, the length, the first (allocating) write, state dicts, sampling — is the parent's;
+    a batch whose keys are not exactly the storage's takes the parent's path too."""
 
     def set(self, cursor: Any, data: Any, *, set_cursor: bool = True) -> None:
         if not (self.initialized and type(data) is TensorDict and self._storage_keys is None):

@@ -1,10 +1,10 @@
 """Proximal Feature Optimization (PFO) on the actor's penultimate pre-activations (Moalla et al. 2024 §4, Eq. 2).
 
 PFO extends PPO's trust region to feature space: an L2 penalty between the actor's pre-activations under the current
-parameters θ and under π_old, the policy that collected the batch. π_old's pre-activations are the ones the collector
-stored at rollout time (``("actor", "preact")``, see :mod:`repdyn.agents.networks`), so no frozen copy is kept and the
-penalty is exactly 0 on the first minibatch of every batch. Pre-activations rather than activations are regularised
-because dead units pass no gradient (arXiv:2405.00662 §4).
+parameters θ and under π_old, the policy that collected the batch. π_old's pre-activations are evaluated once over the
+collected batch before the update (``("actor", "preact")``, see ``PPOAgent.evaluate_rollout``), so no frozen copy is
+kept and the penalty is 0 (up to float rounding) on the first minibatch of every batch. Pre-activations rather than
+activations are regularised because dead units pass no gradient (arXiv:2405.00662 §4).
 
 Reduction: Eq. 2 writes a squared norm, but the coefficients of App. B (Tables 2-3) were calibrated with the authors'
 released code, which averages the squared difference over units and then over samples; we follow the code so the
@@ -25,7 +25,7 @@ from repdyn.interventions import Intervention, RunFacts, register
 def pfo_loss(preact: torch.Tensor, preact_old: torch.Tensor) -> torch.Tensor:
     """L_PFO = mean_n mean_d (z_θ(s_n)_d − z_old(s_n)_d)² (Moalla §4 Eq. 2, unit-averaged as in the authors' code).
 
-    ``preact`` [N, D] under θ (carries the gradient), ``preact_old`` [N, D] stored at rollout under π_old.
+    ``preact`` [N, D] under θ (carries the gradient), ``preact_old`` [N, D] evaluated on the batch under π_old.
     """
     if preact.shape != preact_old.shape:
         raise ValueError(f"preact and preact_old must have the same shape, got {preact.shape} and {preact_old.shape}")
