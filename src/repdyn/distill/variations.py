@@ -8,8 +8,8 @@ task with changed physics or another game flavour.
   ``{long_pole: {length: 1.0}, heavy_links: {LINK_MASS_1: 1.5, LINK_MASS_2: 1.5}}``. CartPole caches two derived
   quantities (``total_mass``, ``polemass_length``) at construction; they are recomputed so that a changed ``length``,
   ``masspole`` or ``masscart`` really changes the dynamics.
-- ALE: a game mode and/or difficulty (Machado et al. 2018 §4's flavours, the held-out games of Farebrother et al.
-  2018), e.g. ``{other_mode: {mode: 24}, hard: {difficulty: 1}}`` for NameThisGame; the values must be among the
+- ALE: a game mode and/or difficulty (the game flavours of Machado et al. 2018, the held-out games of Farebrother
+  et al. 2018), e.g. ``{other_mode: {mode: 24}, hard: {difficulty: 1}}`` for NameThisGame; the values must be among the
   ROM's available ones. The varied env is :class:`repdyn.envs.ale_flavours.FlavouredAtariVectorEnv`, which gives the
   observations of the teacher's training env (bit for bit in the default flavour), so the networks see what they were
   trained on.

@@ -1,17 +1,17 @@
-"""ALE game *flavours* (a game's modes and difficulties, Machado et al. 2018 §4, JAIR; used as held-out test
-environments by Farebrother et al. 2018, "Generalization and Regularization in DQN") with repdyn's Atari observation
-contract.
+"""ALE game *flavours* (a game's modes and difficulties, which Machado et al. 2018, JAIR, added to the ALE; used as
+held-out test environments by Farebrother et al. 2018, "Generalization and Regularization in DQN",
+arXiv:1810.00123) with repdyn's Atari observation contract.
 
-A *mode* selects a game variant (e.g. faster enemies, other rules), a *difficulty* is the console's left difficulty
-switch; each game lists what it supports (``ALEInterface.getAvailableModes()`` / ``getAvailableDifficulties()``,
-read by :func:`available_flavours`). ale-py 0.12's C++ ``AtariVectorEnv`` (repdyn's Atari env,
-:mod:`repdyn.envs.atari`) cannot set either, so :class:`FlavouredAtariVectorEnv` re-implements, with one
+A *mode* selects one of the game's variants (its game-select settings: other rules, speeds, layouts), a *difficulty*
+sets the console's difficulty switches; each game lists what it supports (``ALEInterface.getAvailableModes()`` /
+``getAvailableDifficulties()``, read by :func:`available_flavours`). ale-py 0.12's C++ ``AtariVectorEnv`` (repdyn's
+Atari env, :mod:`repdyn.envs.atari`) cannot set either, so :class:`FlavouredAtariVectorEnv` re-implements, with one
 ``ALEInterface`` per sub-env, exactly what ``AtariVectorEnv`` computes for repdyn's settings
 (:func:`repdyn.envs.atari.ale_vector_env_kwargs`), and adds ``setMode`` / ``setDifficulty`` after each ROM load.
 It is a drop-in ``_vec`` of :class:`repdyn.envs.atari.ALEVectorEnv` (the same ``reset`` / ``step`` / ``info``
 arrays), so a flavoured env has the same torchrl keys, reward sign, SameStep autoreset and frame cap as the training
-env. For the same seed and actions it reproduces the C++ env's observations bit for bit in the default flavour
-(tests/unit/test_env_ale_flavours.py):
+env. For the same seed and actions it reproduces the C++ env bit for bit in the default flavour (observations,
+rewards, episode ends, frame counters; tests/unit/test_env_ale_flavours.py):
 
 - sub-env ``i`` is seeded with ``seed + i`` (ALE's ``random_seed``, read at ``loadROM``); the only randomness is
   ALE's own sticky actions (``repeat_action_probability``), drawn per emulator frame inside ``act``;
@@ -25,7 +25,9 @@ env. For the same seed and actions it reproduces the C++ env's observations bit 
 - SameStep autoreset: a sub-env that ends resets inside the step (unseeded: its RNG continues), returning the reset
   observation and the final one in ``info["final_obs"]``.
 
-Speed: the emulators run in the calling thread (no C++ thread pool); this env is meant for evaluation episodes.
+Speed: the emulators run one after the other in the calling thread (no C++ thread pool). Measured once on the 2
+shared cores (NameThisGame, 4 envs, 500 random steps): 1,500 env steps/s, vs 1,280 for the C++ env on one thread;
+the C++ env's gain is its threads, so training keeps it and this env serves evaluation episodes.
 """
 
 from __future__ import annotations
