@@ -55,18 +55,22 @@ def atari_env(game: str, **atari) -> OmegaConf:
     return env
 
 
-ALE_REFUSED = [  # (game, variations, the message's start)
-    ("phoenix", {"hard": {"mode": 7}}, r"env.variations.hard.mode: Phoenix has modes \[0\], got 7"),
-    ("namethisgame", {"x": {"difficulty": 2}}, r"env.variations.x.difficulty: NameThisGame has difficulties \[0, 1\]"),
-    ("namethisgame", {"x": {"mode": 24, "speed": 2}}, r"env.variations.x.speed: an ALE variation sets only mode and"),
-    ("namethisgame", {"x": {"mode": "24"}}, r"env.variations.x.mode: must be an integer, got '24'"),
-    ("namethisgame", {"x": {"difficulty": True}}, r"env.variations.x.difficulty: must be an integer, got True"),
-    ("namethisgame", {"x": {}}, r"env.variations.x: an ALE variation sets mode and/or difficulty"),
-    ("namethisgame", {"x": 24}, r"env.variations.x: an ALE variation sets mode and/or difficulty"),
-]
+ALE_REFUSED = {  # case: (game, variations, the message's start)
+    "mode_not_in_game": ("phoenix", {"hard": {"mode": 7}}, r"env.variations.hard.mode: Phoenix has modes \[0\], got 7"),
+    "difficulty_not_in_game": (
+        "namethisgame",
+        {"x": {"difficulty": 2}},
+        r"env.variations.x.difficulty: NameThisGame has difficulties \[0, 1\], got 2",
+    ),
+    "unknown_key": ("namethisgame", {"x": {"mode": 24, "speed": 2}}, r"env.variations.x.speed: an ALE variation sets"),
+    "string": ("namethisgame", {"x": {"mode": "24"}}, r"env.variations.x.mode: must be an integer, got '24'"),
+    "bool": ("namethisgame", {"x": {"difficulty": True}}, r"env.variations.x.difficulty: must be an integer, got True"),
+    "empty": ("namethisgame", {"x": {}}, r"env.variations.x: an ALE variation sets mode and/or difficulty"),
+    "not_a_mapping": ("namethisgame", {"x": 24}, r"env.variations.x: an ALE variation sets mode and/or difficulty"),
+}
 
 
-@pytest.mark.parametrize(("game", "variations", "message"), ALE_REFUSED, ids=[m[:28] for _, _, m in ALE_REFUSED])
+@pytest.mark.parametrize(("game", "variations", "message"), ALE_REFUSED.values(), ids=ALE_REFUSED.keys())
 def test_ale_variations_are_checked_against_the_game(game, variations, message) -> None:
     with pytest.raises(ConfigError, match=message):
         check_variations(atari_env(game), variations)
