@@ -73,7 +73,8 @@ def _ale(game: str, seed: int | None = None, sticky: float = 0.0, max_frames: in
 
 def unsupported_setting(vector_kwargs: Mapping[str, Any]) -> str | None:
     """``"<key>: ..."`` for the first ``AtariVectorEnv`` setting :class:`FlavouredAtariVectorEnv` does not reproduce
-    (e.g. ``noop_max`` > 0: the C++ env draws the no-op count from an RNG Python cannot replay), else None."""
+    (e.g. ``noop_max`` > 0: the C++ env draws a random no-op count at reset, which this class does not replay;
+    repdyn's presets use 0), else None."""
     for key, want in _FIXED.items():
         got = vector_kwargs.get(key, want)
         if got != want:
