@@ -103,7 +103,8 @@ _SCHEMAS = {
     "sweep": SweepConfig,
 }
 _AGENT_SCHEMAS = {"ppo": PPOConfig, "dqn": DQNConfig}
-_NOT_ATARI_KWARGS = ("env_id", "num_envs", "seed", "device")  # make_atari_env arguments that env.atari cannot set
+# make_atari_env arguments that env.atari cannot set (flavour: a game mode/difficulty, for held-out evaluation only)
+_NOT_ATARI_KWARGS = ("env_id", "num_envs", "seed", "device", "flavour")
 _NET_BYTES_PER_PARAM = 20  # lower bound per MLP parameter: weights + gradient + Adam's two moments (+ target copy)
 _SECRET_HINT = (
     "repdyn never reads credentials from the config (they would be written to the run dir and W&B); set the "

@@ -31,7 +31,8 @@ def git_commit() -> str | None:
 
 
 class RecordSinks:
-    """The history and W&B sinks of the run in ``run_dir`` with a budget of ``total`` env steps.
+    """The history and W&B sinks of the run in ``run_dir`` with a budget of ``total`` steps (env steps for
+    ``repdyn.train``, student gradient steps for ``repdyn.distill``).
 
     Built before a resume restores ``last_record`` / ``tail`` / ``wandb_id``; :meth:`open` then opens the sinks."""
 

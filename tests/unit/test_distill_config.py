@@ -41,8 +41,45 @@ def test_variations_change_the_cartpole_dynamics_and_bad_ones_are_refused() -> N
     check_variations(env, {"long_pole": {"length": 1.0}})
     with pytest.raises(ConfigError, match=r"env.variations.bad.lenght"):
         check_variations(env, {"bad": {"lenght": 1.0}})
-    with pytest.raises(ConfigError, match=r"env.variations"):
-        check_variations(OmegaConf.create({"family": "atari", "id": "ALE/Pong-v5"}), {"hard": {"difficulty": 1}})
+    with pytest.raises(ConfigError, match=r"env.variations: only classic-control and ALE"):
+        check_variations(OmegaConf.create({"family": "mujoco", "id": "Hopper-v5"}), {"heavy": {"mass": 1.0}})
+
+
+def atari_env(game: str, **atari) -> OmegaConf:
+    """The ``env`` section of an ``env=atari/<game>`` teacher run, with ``atari`` overrides."""
+    from repdyn.paths import CONF_DIR
+
+    env = OmegaConf.load(CONF_DIR / "env" / "atari" / f"{game}.yaml")
+    del env["defaults"]
+    env.atari.update(atari)
+    return env
+
+
+ALE_REFUSED = {  # case: (game, variations, the message's start)
+    "mode_not_in_game": ("phoenix", {"hard": {"mode": 7}}, r"env.variations.hard.mode: Phoenix has modes \[0\], got 7"),
+    "difficulty_not_in_game": (
+        "namethisgame",
+        {"x": {"difficulty": 2}},
+        r"env.variations.x.difficulty: NameThisGame has difficulties \[0, 1\], got 2",
+    ),
+    "unknown_key": ("namethisgame", {"x": {"mode": 24, "speed": 2}}, r"env.variations.x.speed: an ALE variation sets"),
+    "string": ("namethisgame", {"x": {"mode": "24"}}, r"env.variations.x.mode: must be an integer, got '24'"),
+    "bool": ("namethisgame", {"x": {"difficulty": True}}, r"env.variations.x.difficulty: must be an integer, got True"),
+    "empty": ("namethisgame", {"x": {}}, r"env.variations.x: an ALE variation sets mode and/or difficulty"),
+    "not_a_mapping": ("namethisgame", {"x": 24}, r"env.variations.x: an ALE variation sets mode and/or difficulty"),
+}
+
+
+@pytest.mark.parametrize(("game", "variations", "message"), ALE_REFUSED.values(), ids=ALE_REFUSED.keys())
+def test_ale_variations_are_checked_against_the_game(game, variations, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_variations(atari_env(game), variations)
+
+
+def test_ale_variations_within_the_game_pass_and_unreproducible_teachers_are_refused() -> None:
+    check_variations(atari_env("namethisgame"), {"other_mode": {"mode": 24}, "hard": {"difficulty": 1, "mode": 40}})
+    with pytest.raises(ConfigError, match=r"env.variations: the teacher's env.atari.noop_max: only 0"):
+        check_variations(atari_env("namethisgame", noop_max=30), {"hard": {"difficulty": 1}})
 
 
 def test_teacher_presets_are_valid_training_runs(compose) -> None:

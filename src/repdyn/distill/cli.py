@@ -147,7 +147,7 @@ def run(cfg: DictConfig, teacher_cfg: DictConfig, run_dir: Path, overrides: list
     finally:
         summary = r.summary(status, **extra)
         write_json(run_dir / SUMMARY_FILE, summary)
-        r.logger.close(summary)
+        r.sinks.close(summary)
         r.collector.shutdown()
         stop.restore()
         if stop.signum is not None:

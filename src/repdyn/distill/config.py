@@ -67,7 +67,8 @@ class ProbeConfig:
 @dataclass
 class DistillEnvConfig:
     # held-out variations (Lyle et al. 2022b §6.2): name -> {attribute: value} of the classic-control env's unwrapped
-    # simulator (CartPole length/masspole, Acrobot LINK_MASS_1/LINK_MASS_2 ...)
+    # simulator (CartPole length/masspole, Acrobot LINK_MASS_1/LINK_MASS_2 ...) or, for an ALE teacher,
+    # {mode: int, difficulty: int} (either optional) among the game's available ones (repdyn.distill.variations)
     variations: dict[str, Any] = field(default_factory=dict)
     num_envs: int = 1  # teacher data collection envs
 

@@ -12,23 +12,21 @@ from typing import Any
 
 import torch
 
-from repdyn.distill.variations import vary_env
+from repdyn.distill.variations import make_varied_env
 from repdyn.lean_collector import LeanCollector
 
 ActFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
 def episode_returns(
-    env_cfg: Any, act: ActFn, *, episodes: int, seed: int, max_steps: int, variation: Mapping[str, float] | None = None
+    env_cfg: Any, act: ActFn, *, episodes: int, seed: int, max_steps: int, variation: Mapping[str, Any] | None = None
 ) -> list[float]:
     """Undiscounted return of the first episode of each of ``episodes`` envs under ``act`` (an unfinished episode
-    counts with its return so far after ``max_steps``)."""
-    from repdyn.envs.make import make_env
-
-    env = make_env(env_cfg, seed, num_envs=episodes)
+    counts with its return so far after ``max_steps``); ``variation``: physics attributes (classic control) or a game
+    mode/difficulty (ALE), see :mod:`repdyn.distill.variations`. ALE returns are of the reward the teacher was trained
+    on (the sign of the score with ``env.atari.reward_sign``)."""
+    env = make_varied_env(env_cfg, seed, episodes, variation)
     try:
-        if variation:
-            vary_env(env, variation)
         collector = LeanCollector(env, act, episodes)  # one step of every env per rollout
         returns = torch.full((episodes,), float("nan"))
         running = torch.zeros(episodes)
@@ -47,7 +45,7 @@ def episode_returns(
 def evaluate_returns(
     env_cfg: Any,
     act: ActFn,
-    variations: Mapping[str, Mapping[str, float]],
+    variations: Mapping[str, Mapping[str, Any]],
     *,
     episodes: int,
     seed: int,

@@ -27,8 +27,8 @@ from repdyn.distill.measures import ProbeBatch, agreement_record, network_record
 from repdyn.distill.objectives import double_q_target, objective_loss
 from repdyn.distill.student import build_optimizer, build_student, student_kind
 from repdyn.distill.teacher import act_fn, load_teacher
-from repdyn.paths import CHECKPOINT_DIR, HISTORY_FILE
-from repdyn.record_sinks import git_commit
+from repdyn.paths import CHECKPOINT_DIR
+from repdyn.record_sinks import RecordSinks, git_commit
 from repdyn.stop_signal import StopRequest
 
 log = logging.getLogger("repdyn.distill")
@@ -56,10 +56,9 @@ class Distillation:
         self.step = 0
         self.losses: list[float] = []
         self.data_record: dict[str, float] = {}
-        self.last_record: dict[str, Any] = {}
-        self.tail: dict[str, list[float]] = {}
+        # history + W&B, and what the summary and a resume need of the records (last one, last 5%, W&B run id)
+        self.sinks = RecordSinks(run_dir, self.total)
         self.wall_start, self.wall_before = time.time(), 0.0
-        self.wandb_id: str | None = None
         self.interrupted = False
         self.probe: ProbeBatch | None = None
         self.probe_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)
@@ -105,14 +104,14 @@ class Distillation:
                 "losses": list(self.losses),
                 "data_record": dict(self.data_record),
                 "probe_gen": self.probe_gen.get_state(),
-                "last_record": dict(self.last_record),
-                "tail": {k: list(v) for k, v in self.tail.items()},
+                "last_record": dict(self.sinks.last_record),
+                "tail": {k: list(v) for k, v in self.sinks.tail.items()},
                 "wall_time": self.wall_time(),
             },
             "rng": ckpt.rng_state(),
             "env_sim": get_env_state(self.env),
             "carrier": collector_state(self.collector),
-            "wandb_id": self.wandb_id,
+            "wandb_id": self.sinks.wandb_id,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -127,13 +126,13 @@ class Distillation:
         c = state["counters"]
         self.step, self.losses, self.data_record = c["step"], c["losses"], c["data_record"]
         self.probe_gen.set_state(c["probe_gen"])
-        self.last_record, self.tail, self.wall_before = c["last_record"], c["tail"], c["wall_time"]
+        self.sinks.last_record, self.sinks.tail, self.wall_before = c["last_record"], c["tail"], c["wall_time"]
         exact = set_env_state(self.env, state["env_sim"])
         if not exact:  # ALE: the simulator is not captured; re-seed deterministically from (seed, step), as train does
             self.env.set_seed(int(self.cfg.seed) + self.step)
         load_collector_state(self.collector, state["carrier"] if exact else None)
         ckpt.set_rng_state(state["rng"])
-        self.wandb_id = state["wandb_id"]
+        self.sinks.wandb_id = state["wandb_id"]
 
     def save_checkpoint(self, keep: bool) -> None:
         ckpt.save(self.run_dir / CHECKPOINT_DIR, self.state_dict(), keep_step=self.step if keep else None)
@@ -248,48 +247,17 @@ class Distillation:
     # --- logging --------------------------------------------------------------------------------------------
     def open_sinks(self, resumed: bool) -> None:
         """The local history (truncated to the checkpoint's last record on resume) and the W&B mirror, as
-        ``repdyn.train`` opens them."""
+        ``repdyn.train`` opens them (:class:`repdyn.record_sinks.RecordSinks`)."""
         from repdyn.config import to_container
-        from repdyn.loggers.history import History
-        from repdyn.loggers.logger import Logger, redact
+        from repdyn.loggers.logger import redact
 
-        hist_path = self.run_dir / HISTORY_FILE
-        if resumed:
-            History.truncate_after(hist_path, self.last_record.get("_step", -1))
-        elif hist_path.exists():
-            hist_path.unlink()
-        sinks = []
+        config = redact(to_container(self.cfg))
         lc = self.cfg.logger
-        if lc.backend == "wandb" and lc.mode != "disabled":
-            from repdyn.loggers.wandb_sink import WandbSink
-
-            sink = WandbSink(
-                str(self.run_dir),
-                redact(to_container(self.cfg)),
-                project=lc.project,
-                entity=lc.entity,
-                group=lc.group or self.cfg.name,
-                name=f"{self.cfg.name}/{self.run_dir.name}",
-                tags=redact(self.overrides),
-                mode=lc.mode,
-                run_id=self.wandb_id,
-            )
-            self.wandb_id = sink.run_id
-            sinks.append(sink)
-        self.logger = Logger(History(hist_path), sinks)
+        self.sinks.open(resumed, logger_cfg=lc, run_name=str(self.cfg.name), config=config, overrides=self.overrides)
 
     def _log(self, record: dict[str, Any]) -> None:
-        from repdyn.agents.base import Diverged
-        from repdyn.loggers.logger import first_non_finite
-
-        bad = first_non_finite({k: v for k, v in record.items() if not k.startswith("perf/")})
-        if bad is not None:
-            raise Diverged(bad)
-        self.logger.log(self.step, record)
-        self.last_record = {**record, "_step": self.step}
-        if self.step >= 0.95 * self.total:
-            for k, v in record.items():
-                self.tail.setdefault(k, []).append(float(v))
+        """Write ``record`` at this gradient step (Diverged on a non-finite value, ``perf/*`` aside)."""
+        self.sinks.log(self.step, record)
 
     # --- loop -----------------------------------------------------------------------------------------------
     def train(self, stop: StopRequest) -> None:
@@ -299,7 +267,7 @@ class Distillation:
 
         stop_after = self.cfg.debug.stop_after_steps
         bar = progress_bar(total=self.total, initial=self.step, unit="step", enabled=self.cfg.distill.progress)
-        if not self.last_record:  # step 0: the teacher and the untrained student
+        if not self.sinks.last_record:  # step 0: the teacher and the untrained student
             self._log(self.record())
         while self.step < self.total:
             self.gradient_step()
@@ -328,7 +296,7 @@ class Distillation:
             "wall_time": self.wall_time(),
             "git_commit": git_commit(),
             "overrides": self.overrides,
-            "final": {k: v for k, v in self.last_record.items() if not k.startswith("_")},
-            "last_5pct": {k: float(np.mean(v)) for k, v in self.tail.items()},
+            "final": {k: v for k, v in self.sinks.last_record.items() if not k.startswith("_")},
+            "last_5pct": {k: float(np.mean(v)) for k, v in self.sinks.tail.items()},
             **extra,
         }

@@ -45,6 +45,10 @@ reward when ``reward_sign``), ``reward_raw`` float32 ``[N, 1]`` (unsigned game s
 ``done``/``terminated``/``truncated`` bool ``[N, 1]``, ``episode_frame_number`` int64 ``[N, 1]`` (the emulator's
 frame counter; on the autoreset step it already belongs to the new episode because ale-py reports post-reset info).
 Sub-env ``i`` is seeded with ``seed + i``.
+
+Game modes and difficulties (``flavour``, for held-out evaluation): the C++ vector env cannot set them, so a flavoured
+env swaps it for :class:`repdyn.envs.ale_flavours.FlavouredAtariVectorEnv`, which computes the same observations in
+Python (bit for bit in the default flavour; see that module).
 """
 
 from __future__ import annotations
@@ -141,13 +145,19 @@ class ALEVectorEnv(EnvBase):
         reward_sign: bool = True,
         terminal_on_life_loss: bool = False,
         device: torch.device | str = "cpu",
+        flavour: Mapping[str, int] | None = None,
     ) -> None:
         num_envs = int(vector_kwargs["num_envs"])
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
         self.ale_kwargs = dict(vector_kwargs)
         self.reward_sign = bool(reward_sign)
         self.terminal_on_life_loss = bool(terminal_on_life_loss)
-        self._vec = AtariVectorEnv(**self.ale_kwargs)
+        if flavour:  # a game mode/difficulty: same contract, emulators stepped in Python (module doc)
+            from repdyn.envs.ale_flavours import FlavouredAtariVectorEnv
+
+            self._vec = FlavouredAtariVectorEnv(**flavour, **self.ale_kwargs)
+        else:
+            self._vec = AtariVectorEnv(**self.ale_kwargs)
         self.num_actions = int(self._vec.single_action_space.n)
         obs_shape = tuple(self._vec.single_observation_space.shape)
         n = (num_envs,)
@@ -261,10 +271,12 @@ def make_atari_env(
     terminal_on_life_loss: bool = False,
     num_threads: int = 0,
     device: torch.device | str = "cpu",
+    flavour: Mapping[str, int] | None = None,
 ) -> EnvBase:
     """Batched ``ALE/<Game>-v5`` env with Moalla et al.'s App. B Table 2 settings; see the module docstring.
 
-    ``num_threads`` = 0 lets ale-py use min(num_envs, hardware threads) emulator threads.
+    ``num_threads`` = 0 lets ale-py use min(num_envs, hardware threads) emulator threads. ``flavour``:
+    ``{mode: int, difficulty: int}`` (either optional) selects a game mode/difficulty, for held-out evaluation.
     """
     kwargs = ale_vector_env_kwargs(
         env_id,
@@ -281,5 +293,10 @@ def make_atari_env(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     return ALEVectorEnv(
-        kwargs, seed, reward_sign=reward_sign, terminal_on_life_loss=terminal_on_life_loss, device=device
+        kwargs,
+        seed,
+        reward_sign=reward_sign,
+        terminal_on_life_loss=terminal_on_life_loss,
+        device=device,
+        flavour=flavour,
     )

@@ -7,6 +7,7 @@ Every env returned here has batch size ``[num_envs]``, keys ``observation``, ``r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torchrl.data import Composite
@@ -33,15 +34,21 @@ class _ObservedRewardSum(RewardSum):
         return super()._reset(tensordict, tensordict_reset)
 
 
-def make_env(env_cfg: Any, seed: int, num_envs: int | None = None) -> EnvBase:
-    """Build the env family named by ``env_cfg.family`` (classic, mujoco, atari) with ``num_envs`` copies."""
+def make_env(
+    env_cfg: Any, seed: int, num_envs: int | None = None, *, flavour: Mapping[str, int] | None = None
+) -> EnvBase:
+    """Build the env family named by ``env_cfg.family`` (classic, mujoco, atari) with ``num_envs`` copies;
+    ``flavour`` (atari only): a game mode/difficulty, ``{mode: int, difficulty: int}``
+    (:mod:`repdyn.envs.ale_flavours`)."""
     n = env_cfg.num_envs if num_envs is None else num_envs
+    if flavour and env_cfg.family != "atari":
+        raise ValueError(f"flavour (game mode/difficulty) needs an atari env, got family {env_cfg.family!r}")
     if env_cfg.family in ("classic", "mujoco"):
         return make_gym_vector_env(env_cfg.id, n, seed, max_episode_steps=env_cfg.max_episode_steps)
     if env_cfg.family == "atari":
         from repdyn.envs.atari import make_atari_env
 
-        base = make_atari_env(env_cfg.id, n, seed, **dict(env_cfg.atari))
+        base = make_atari_env(env_cfg.id, n, seed, flavour=flavour, **dict(env_cfg.atari))
         # The episode bookkeeping of every family (this module's contract; the loop logs env/return(_raw), length).
         return TransformedEnv(
             base,
