@@ -135,8 +135,13 @@ class CompiledStep:
             if [id(p) for p in opt.param_groups[0]["params"]] != [id(p) for p in net.parameters()]:
                 return
         self._names = {k: [n for n, _ in net.named_parameters()] for k, net in networks.items()}
+        # cpp_wrapper: the kernels are called from generated C++ instead of Python, ~10-15% off a 2x64 DQN step
+        # (370 vs 420 us) at the same compilation time (27 vs 28 s with a cold cache), measured in one sitting
         self._compiled = torch.compile(
-            self._step_fn(self._names), fullgraph=True, dynamic=False, options={"fallback_random": True}
+            self._step_fn(self._names),
+            fullgraph=True,
+            dynamic=False,
+            options={"fallback_random": True, "cpp_wrapper": True},
         )
 
     def _step_fn(self, names: dict[str, list[str]]) -> Callable[..., Any]:
