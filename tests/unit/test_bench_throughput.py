@@ -20,3 +20,14 @@ def test_steady_rate_uses_the_window_after_from_step() -> None:
 def test_steady_rate_needs_two_records() -> None:
     with pytest.raises(ValueError, match="need two timed records"):
         steady_rate([{"step": 2048, "perf/wall_time": 1.0}], 0)
+
+
+def test_paired_ratio_cancels_drift_that_hits_both_sides() -> None:
+    """The machine halves its speed between repeats: each pair still reads 2x, the ratio of medians would not."""
+    from repdyn.bench.throughput import paired_ratio
+
+    ours, theirs = [200.0, 100.0, 50.0], [100.0, 50.0, 25.0]
+    assert paired_ratio(ours, theirs) == 2.0
+    assert paired_ratio([200.0, 90.0, 50.0], [100.0, 50.0, 25.0]) == 2.0  # the median pair
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])

@@ -1,7 +1,8 @@
 """repdyn vs a single-file plain-PyTorch script, in one process and sitting: collection, update, end to end.
 
 ``python -m repdyn.bench throughput [--quick] [--json PATH]`` measures, alternating ours and the reference so that
-machine load hits both alike (medians over the repeats):
+machine load hits both alike (figures: medians over the repeats; ratios: medians of the per-repeat ratios, each
+pair measured back to back):
 
 - PPO-MuJoCo (Hopper, 2 envs × 1024, minibatch 64, 10 epochs, 1 torch thread):
   (a) the raw gymnasium vector env (random actions); (b) our lean collection (:mod:`repdyn.lean_collector`);
@@ -107,7 +108,10 @@ def collection_rates(batches: int) -> tuple[dict[str, float], Any, Any]:
         collector.shutdown()
         if not env.is_closed:
             env.close()
-    return {k: statistics.median(v) for k, v in out.items()}, pieces["torchrl"][1], batch
+    rates = {k: statistics.median(v) for k, v in out.items()}
+    rates["lean_vs_raw"] = paired_ratio(out["lean"], out["raw"])
+    rates["lean_vs_torchrl"] = paired_ratio(out["lean"], out["torchrl"])
+    return rates, pieces["torchrl"][1], batch
 
 
 def our_update_rates(agent: Any, batch: Any, repeats: int) -> tuple[float, float]:
@@ -149,6 +153,12 @@ def _medians(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
+def paired_ratio(ours: Sequence[float], theirs: Sequence[float]) -> float:
+    """Median over repeats of ours_i / theirs_i, each pair measured back to back: the machine's speed drifts by up
+    to 1.5x over minutes, which a ratio of the two medians (taken at different times) would carry into the ratio."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+
+
 def measure_ppo(quick: bool, repeats: int) -> dict[str, float]:
     """PPO-MuJoCo: collection (raw / lean / torchrl), update (compiled / eager / reference), end to end."""
     from repdyn.bench import reference_ppo
@@ -162,7 +172,12 @@ def measure_ppo(quick: bool, repeats: int) -> dict[str, float]:
         lambda: reference_ppo.run("Hopper-v5", total_frames=n * 2048, num_envs=2, frames_per_env=1024),
     )
     e2e, e2e_eager = _medians(ours)
+    ref_sps = [x["steady_sps"] for x in ref]
     return {
+        "ppo_e2e_vs_reference": paired_ratio([p[0] for p in ours], ref_sps),
+        "ppo_e2e_eager_vs_reference": paired_ratio([p[1] for p in ours], ref_sps),
+        "ppo_collect_vs_raw": col["lean_vs_raw"],
+        "ppo_collect_vs_torchrl": col["lean_vs_torchrl"],
         "ppo_raw_fps": col["raw"],
         "ppo_collect_fps": col["lean"],
         "ppo_collect_torchrl_fps": col["torchrl"],
@@ -189,8 +204,14 @@ def measure_dqn(quick: bool, repeats: int) -> dict[str, float]:
         lambda: reference_dqn.run("Acrobot-v1", total_frames=n * 4, minibatch_size=64, learning_starts=starts),
     )
     e2e, e2e_eager = _medians(ours)
-    ref_sps = statistics.median(x["steady_sps"] for x in ref)
-    return {"dqn_e2e_sps": e2e, "dqn_e2e_eager_sps": e2e_eager, "dqn_reference_sps": ref_sps}
+    ref_sps = [x["steady_sps"] for x in ref]
+    return {
+        "dqn_e2e_sps": e2e,
+        "dqn_e2e_eager_sps": e2e_eager,
+        "dqn_reference_sps": statistics.median(ref_sps),
+        "dqn_e2e_vs_reference": paired_ratio([p[0] for p in ours], ref_sps),
+        "dqn_e2e_eager_vs_reference": paired_ratio([p[1] for p in ours], ref_sps),
+    }
 
 
 def measure_atari(quick: bool, repeats: int) -> dict[str, float]:
@@ -205,8 +226,12 @@ def measure_atari(quick: bool, repeats: int) -> dict[str, float]:
             "ALE/Phoenix-v5", total_frames=n * 1024, num_envs=8, frames_per_env=128, cnn=True, threads=2
         ),
     )
-    ref_sps = statistics.median(x["steady_sps"] for x in ref)
-    return {"atari_e2e_sps": statistics.median(ours), "atari_reference_sps": ref_sps}
+    ref_sps = [x["steady_sps"] for x in ref]
+    return {
+        "atari_e2e_sps": statistics.median(ours),
+        "atari_reference_sps": statistics.median(ref_sps),
+        "atari_e2e_vs_reference": paired_ratio(ours, ref_sps),
+    }
 
 
 RATIOS = {  # ratio key: (ours, theirs)
@@ -224,15 +249,17 @@ RATIOS = {  # ratio key: (ours, theirs)
 
 def measure(quick: bool) -> dict[str, float]:
     """Every figure of the table, in one process (1 torch thread except the CNN runs), and their ratios."""
-    r = 1 if quick else 3
+    r = 1 if quick else 5
     torch.set_num_threads(1)
     res = {**measure_ppo(quick, r), **measure_dqn(quick, r), **measure_atari(quick, r)}
-    res.update({k: res[ours] / res[theirs] for k, (ours, theirs) in RATIOS.items()})
+    for key, (ours, theirs) in RATIOS.items():  # the end-to-end rows already hold their paired ratios
+        res.setdefault(key, res[ours] / res[theirs])
     return res
 
 
 def print_table(res: dict[str, float], quick: bool) -> None:
-    table = Table(title=f"repdyn vs single-file PyTorch ({'quick' if quick else 'full'}; medians, same process)")
+    kind = "quick" if quick else "full"
+    table = Table(title=f"repdyn vs single-file PyTorch ({kind}; medians; ratios of back-to-back pairs)")
     for col in ("setting", "measure", "repdyn", "reference", "ratio"):
         table.add_column(col)
     rows = [
