@@ -1,6 +1,7 @@
 """DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with the TD(0) loss, the target
 network and replay sampling written out over plain tensors; torchrl supplies the replay storage and writer
-(``LazyTensorStorage`` / ``LazyMemmapStorage``, FIFO ``RoundRobinWriter``), the ``Collector`` policy
+(``LazyTensorStorage``, written key by key as :class:`repdyn.agents.replay_memory.KeywiseTensorStorage`, or
+``LazyMemmapStorage``; FIFO ``RoundRobinWriter``), the ``Collector`` policy
 (``QValueModule`` + ``EGreedyModule``) and the collector itself (``train.collector=torchrl``).
 
 Settings. ``conf/agent/dqn.yaml`` (classic control) follows rl-baselines3-zoo's tuned ``Acrobot-v1`` DQN (lr 6.3e-4,
