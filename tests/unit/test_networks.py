@@ -52,3 +52,19 @@ def test_cnn_actor_keeps_representations_per_step() -> None:
     assert actor.step_keys == ["logits", *rep_keys("actor")]
     for a, b in zip(actor.step_outputs(x), actor(x), strict=True):
         assert torch.equal(a, b)
+
+
+def test_step_keys_are_fixed_when_an_intervention_wraps_the_body() -> None:
+    """shared_trunk swaps the MLP actor's body for a trunk + head after the collector policy was built: the per-step
+    keys (the policy's out_keys) stay the parameters, and the values still match the full forward pass."""
+    from repdyn.interventions.shared_trunk import SharedTrunkBody
+
+    torch.manual_seed(4)
+    actor = ActorNet(MLP(11, (64, 64), 6), continuous=True)
+    keys = actor.step_keys
+    head, actor.body.head = actor.body.head, None
+    actor.body = SharedTrunkBody(actor.body, head)
+    x = torch.randn(3, 11)
+    assert actor.step_keys == keys == ["loc", "scale"]
+    for a, b in zip(actor.step_outputs(x), actor(x), strict=False):
+        assert torch.equal(a, b)

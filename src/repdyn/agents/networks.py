@@ -1,8 +1,8 @@
 """Actor and critic heads on the model contract, and their torchrl wrappers for the collector.
 
-The collector runs the actor's distribution parameters on every state (:meth:`ActorNet.params`, nothing else: the
-per-step cost is the collection's); the PPO agent then evaluates the actor's representations and the critic over the
-whole collected batch at once, so the batch holds π_old's and V_old's features and pre-activations (keys
+The collector runs the actor's distribution parameters on every state (:meth:`ActorNet.step_outputs`, nothing else
+for an MLP: the per-step cost is the collection's); the PPO agent then evaluates the actor's representations and the
+critic over the whole collected batch at once, so the batch holds π_old's and V_old's features and pre-activations (keys
 ``("actor", "features")``, ``("actor", "preact")``, ``("actor", "preacts_all")`` and the ``critic`` twins) before
 any update: "start" metrics and PFO need no further pass (docs/metrics.md#conventions).
 """
@@ -37,6 +37,8 @@ class ActorNet(nn.Module):
     def __init__(self, body: nn.Module, continuous: bool, min_scale: float = 1e-4) -> None:
         super().__init__()
         self.body, self.continuous, self.min_scale = body, continuous, min_scale
+        # fixed at construction (the collector policy's keys are), even if an intervention later wraps the body
+        self.step_reps = type(body) is not MLP
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out, features, preacts = self.body(obs)
@@ -55,12 +57,12 @@ class ActorNet(nn.Module):
         """The keys the collector policy writes per env step (besides the action): the distribution parameters, and
         for a non-MLP body (the Nature CNN) also the representations, which its forward pass computes anyway
         (an MLP's are evaluated once per batch: ``PPOAgent.evaluate_rollout``)."""
-        return self.param_keys + ([] if type(self.body) is MLP else rep_keys("actor"))
+        return self.param_keys + (rep_keys("actor") if self.step_reps else [])
 
     def step_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The values of :attr:`step_keys`: ``forward(obs)`` or its first (parameter) entries, the same numbers
         (:func:`body_output`: no per-module call overhead on the per-env-step path)."""
-        if type(self.body) is not MLP:
+        if self.step_reps:
             return self(obs)
         out = body_output(self.body, obs)
         if self.continuous:

@@ -125,7 +125,7 @@ class PPOAgent:
         value, *critic_reps = self.critic(flat_obs)
         batch.set("state_value", value.reshape(*lead, *value.shape[1:]))
         nets = [("critic", critic_reps)]
-        if len(self.actor.step_keys) == len(param_keys):  # an MLP actor: its representations were not kept per step
+        if not self.actor.step_reps:  # an MLP actor: its representations were not kept per step
             nets.append(("actor", self.actor(flat_obs)[len(param_keys) :]))
         for net, reps in nets:
             for key, rep in zip(rep_keys(net), reps, strict=True):
