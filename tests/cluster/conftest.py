@@ -2,7 +2,8 @@
 
 One cluster serves the whole session: `slurm_cluster` starts it (installing the Debian packages if missing, ~22 s cold,
 ~2-4 s warm) and stops it at the end, unless it was already running before the session (then it is left as found) or
-REPDYN_KEEP_SLURM=1.
+REPDYN_KEEP_SLURM=1. Jobs found in the queue are held for the session and released at its end (stopping the cluster
+cancels them, as launch/slurm_down.sh always does).
 
 Wall time is dominated by waiting (Slurm's 1-minute minimum time limit, requeue restarts), not by compute, so the
 long scenarios start in the background as soon as the session starts (`_start_background`) and the tests that check
@@ -81,9 +82,16 @@ def slurm_cluster() -> Iterator[Cluster]:
         pytest.fail(f"launch/slurm_up.sh failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
     print(f"\n[cluster] slurm_up.sh took {cold_start_s:.1f} s ({'already up' if already_up else 'started'})")
     cluster = Cluster(state_dir=SLURM_DIR, env=env, cold_start_s=cold_start_s, started_here=not already_up)
+    # Jobs already queued (a sweep left running, or recovered from the state of a cluster that was killed) would share
+    # the 2 cores with the scenarios: set them aside for the session, give them back after.
+    foreign = sorted(cluster.queued_jobs())
+    if foreign:
+        print(f"[cluster] holding {len(foreign)} queued job(s) for the session: {' '.join(foreign)}")
+        cluster.set_aside(foreign)
     try:
         yield cluster
     finally:
+        cluster.release(foreign)
         if cluster.started_here and os.environ.get("REPDYN_KEEP_SLURM") != "1":
             subprocess.run(["bash", str(LAUNCH / "slurm_down.sh")], env=env, capture_output=True, timeout=120)
 

@@ -72,6 +72,30 @@ class Cluster:
         """Current squeue state (RUNNING, PENDING, COMPLETING, ...), or "" once the job left the queue."""
         return self.run("squeue", "-h", "-j", job_id, "-o", "%T", check=False).strip()
 
+    def queued_jobs(self) -> dict[str, str]:
+        """Every job in the queue, one entry per array element: {job id: squeue state}."""
+        lines = self.run("squeue", "-h", "-r", "-o", "%i %T").split()
+        return dict(zip(lines[::2], lines[1::2], strict=True))
+
+    def set_aside(self, job_ids: Sequence[str]) -> None:
+        """Hold pending jobs and requeue-hold running ones (a repdyn run checkpoints on the SIGTERM and resumes from
+        it later), then wait until none of them holds a CPU. The scenarios assert on Slurm timings (1-minute
+        limits, 120 s waits) that other jobs on the 2 cores would break."""
+        for job_id, state in self.queued_jobs().items():
+            if job_id in job_ids:
+                self.run("scontrol", "requeuehold" if state == "RUNNING" else "hold", job_id, check=False)
+        busy = {"RUNNING", "COMPLETING", "SUSPENDED"}
+        wait_until(
+            lambda: not any(s in busy for j, s in self.queued_jobs().items() if j in job_ids) or None,
+            90,
+            f"jobs {job_ids} to leave the CPUs",
+            poll=1,
+        )
+
+    def release(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            self.run("scontrol", "release", job_id, check=False)
+
 
 def cluster_responds(env: dict[str, str]) -> bool:
     if not shutil.which("sinfo") or not Path(env["SLURM_CONF"]).exists():
