@@ -31,3 +31,20 @@ def test_paired_ratio_cancels_drift_that_hits_both_sides() -> None:
     assert paired_ratio([200.0, 90.0, 50.0], [100.0, 50.0, 25.0]) == 2.0  # the median pair
     with pytest.raises(ValueError):
         paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_table_prints_every_row_with_its_ratio(capsys):
+    """Each row shows our figure, theirs and the ratio key's value (not a ratio recomputed from the medians)."""
+    from repdyn.bench.throughput import ROW_FIGURES, ROW_LABELS, print_table
+
+    assert set(ROW_LABELS) == set(ROW_FIGURES)
+    assert {"ppo_e2e_vs_reference", "ppo_collect_vs_raw", "dqn_e2e_vs_reference", "atari_e2e_vs_reference"} <= set(
+        ROW_LABELS
+    )
+    res = {}
+    for i, (key, (ours, theirs)) in enumerate(ROW_FIGURES.items()):
+        res.update({ours: 1000.0 + i, theirs: 500.0, key: 1.5 + i / 100})
+    print_table(res, quick=True)
+    out = capsys.readouterr().out
+    for i, key in enumerate(ROW_FIGURES):
+        assert f"{1.5 + i / 100:.2f}×" in out, key

@@ -89,3 +89,36 @@ def test_saved_simulator_state_replays_the_same_future(env_id):
     second = future(carried)
     assert (first == second).all()
     env.close()
+
+
+def test_step_matches_sync_vector_env_step_including_its_autoreset_state():
+    """step_tensors steps the sub-envs itself: outputs and the vector env's carried state (post-reset observations,
+    autoreset flags, which partial resets and saved states read) equal SyncVectorEnv.step's, through terminations
+    and truncations of single sub-envs."""
+    from repdyn.envs.gym_vector import GymVectorEnv, sync_vector_env
+
+    n, seed = 3, 5
+    ours = GymVectorEnv(sync_vector_env("CartPole-v1", n, max_episode_steps=15), seed)
+    theirs = sync_vector_env("CartPole-v1", n, max_episode_steps=15)
+    ours.reset_tensors()
+    theirs.reset(seed=seed)
+    actions = torch.randint(0, 2, (200, n), generator=torch.Generator().manual_seed(0))
+    terminations = truncations = mixed = 0
+    for a in actions:
+        out = ours.step_tensors(a)
+        obs, reward, term, trunc, info = theirs.step(a.numpy())
+        final = obs.copy()
+        for i in np.flatnonzero(info.get("_final_obs", [])):
+            final[i] = info["final_obs"][i]
+        np.testing.assert_array_equal(out["observation"].numpy(), final.astype(np.float32))
+        np.testing.assert_array_equal(out["reward"].squeeze(-1).numpy(), reward.astype(np.float32))
+        np.testing.assert_array_equal(out["terminated"].squeeze(-1).numpy(), term)
+        np.testing.assert_array_equal(out["truncated"].squeeze(-1).numpy(), trunc & ~term)
+        np.testing.assert_array_equal(np.stack(ours._env._env_obs), np.stack(theirs._env_obs))
+        np.testing.assert_array_equal(ours._env._autoreset_envs, theirs._autoreset_envs)
+        terminations += int(term.sum())
+        truncations += int((trunc & ~term).sum())
+        mixed += int((term | trunc).any() and not (term | trunc).all())  # some sub-envs end, others go on
+    assert terminations >= 5 and truncations >= 5 and mixed >= 5, (terminations, truncations, mixed)
+    ours.close()
+    theirs.close()

@@ -74,16 +74,36 @@ def collection_rate(cfg, batches: int, **kwargs) -> tuple[float, object, object]
 
 
 def raw_env_rate(env_id: str, num_envs: int, steps: int) -> float:
-    import gymnasium as gym
+    """Frames/s of gymnasium's ``SyncVectorEnv.step`` (same-step autoreset) under uniform random actions."""
+    from repdyn.envs.gym_vector import sync_vector_env
 
-    vec = gym.vector.SyncVectorEnv([lambda: gym.make(env_id)] * num_envs)
+    vec = sync_vector_env(env_id, num_envs)
     vec.reset(seed=0)
     vec.action_space.seed(0)
     actions = [vec.action_space.sample() for _ in range(steps)]
     t = time.perf_counter()
     for a in actions:
         vec.step(a)
-    return steps * num_envs / (time.perf_counter() - t)
+    rate = steps * num_envs / (time.perf_counter() - t)
+    vec.close()
+    return rate
+
+
+def step_tensors_rate(env_id: str, num_envs: int, steps: int) -> float:
+    """Frames/s of :meth:`GymVectorEnv.step_tensors` (it steps the sub-envs itself) on the actions and seed of
+    :func:`raw_env_rate`."""
+    from repdyn.envs.gym_vector import GymVectorEnv, sync_vector_env
+
+    env = GymVectorEnv(sync_vector_env(env_id, num_envs), seed=0)
+    env.reset_tensors()
+    env._env.action_space.seed(0)
+    actions = [torch.as_tensor(env._env.action_space.sample()) for _ in range(steps)]
+    t = time.perf_counter()
+    for a in actions:
+        env.step_tensors(a)
+    rate = steps * num_envs / (time.perf_counter() - t)
+    env.close()
+    return rate
 
 
 def _clip_ppo_update(agent, batch, cfg) -> float:

@@ -89,17 +89,18 @@ def repdyn_e2e(overrides: list[str], batches: int, budget: int, threads: int, fr
 def collection_rates(batches: int) -> tuple[dict[str, float], Any, Any]:
     """Frames/s of the raw env, the lean collector and torchrl's Collector on Hopper, alternating batches (after a
     warm-up batch each); also an agent and the last batch it collected (for the update measurement)."""
-    from repdyn.bench.ppo import build_pieces, raw_env_rate
+    from repdyn.bench.ppo import build_pieces, raw_env_rate, step_tensors_rate
 
     cfg = compose_train([*PPO_MUJOCO, "logger=none"])
     e = cfg.env
-    out = {"raw": [], "lean": [], "torchrl": []}
+    out = {"raw": [], "stepped": [], "lean": [], "torchrl": []}
     pieces = {kind: build_pieces(cfg, kind=kind) for kind in ("lean", "torchrl")}
     iters = {kind: iter(p[2]) for kind, p in pieces.items()}
     for it in iters.values():
         next(it)
     for _ in range(batches):
         out["raw"].append(raw_env_rate(e.id, e.num_envs, e.frames_per_env))
+        out["stepped"].append(step_tensors_rate(e.id, e.num_envs, e.frames_per_env))
         for kind, it in iters.items():
             t = time.perf_counter()
             batch = next(it)
@@ -110,6 +111,7 @@ def collection_rates(batches: int) -> tuple[dict[str, float], Any, Any]:
             env.close()
     rates = {k: statistics.median(v) for k, v in out.items()}
     rates["lean_vs_raw"] = paired_ratio(out["lean"], out["raw"])
+    rates["stepped_vs_raw"] = paired_ratio(out["stepped"], out["raw"])
     rates["lean_vs_torchrl"] = paired_ratio(out["lean"], out["torchrl"])
     return rates, pieces["torchrl"][1], batch
 
@@ -177,6 +179,8 @@ def measure_ppo(quick: bool, repeats: int) -> dict[str, float]:
         "ppo_e2e_vs_reference": paired_ratio([p[0] for p in ours], ref_sps),
         "ppo_e2e_eager_vs_reference": paired_ratio([p[1] for p in ours], ref_sps),
         "ppo_collect_vs_raw": col["lean_vs_raw"],
+        "ppo_env_step_vs_sync": col["stepped_vs_raw"],
+        "ppo_env_step_fps": col["stepped"],
         "ppo_collect_vs_torchrl": col["lean_vs_torchrl"],
         "ppo_raw_fps": col["raw"],
         "ppo_collect_fps": col["lean"],
@@ -234,16 +238,32 @@ def measure_atari(quick: bool, repeats: int) -> dict[str, float]:
     }
 
 
-RATIOS = {  # ratio key: (ours, theirs)
-    "ppo_collect_vs_raw": ("ppo_collect_fps", "ppo_raw_fps"),
-    "ppo_collect_vs_torchrl": ("ppo_collect_fps", "ppo_collect_torchrl_fps"),
+RATIOS = {  # ratio key: (ours, theirs) -- the rows measured back to back hold their paired ratios already
     "ppo_update_vs_reference": ("ppo_update_grad_steps_per_s", "ppo_reference_update_grad_steps_per_s"),
     "ppo_update_eager_vs_reference": ("ppo_update_eager_grad_steps_per_s", "ppo_reference_update_grad_steps_per_s"),
+}
+ROW_FIGURES = {  # ratio key: (our figure, their figure) for each table row
+    "ppo_collect_vs_raw": ("ppo_collect_fps", "ppo_raw_fps"),
+    "ppo_env_step_vs_sync": ("ppo_env_step_fps", "ppo_raw_fps"),
+    "ppo_collect_vs_torchrl": ("ppo_collect_fps", "ppo_collect_torchrl_fps"),
+    **RATIOS,
     "ppo_e2e_vs_reference": ("ppo_e2e_sps", "ppo_reference_sps"),
     "ppo_e2e_eager_vs_reference": ("ppo_e2e_eager_sps", "ppo_reference_sps"),
     "dqn_e2e_vs_reference": ("dqn_e2e_sps", "dqn_reference_sps"),
     "dqn_e2e_eager_vs_reference": ("dqn_e2e_eager_sps", "dqn_reference_sps"),
     "atari_e2e_vs_reference": ("atari_e2e_sps", "atari_reference_sps"),
+}
+ROW_LABELS = {  # ratio key: (setting, measure), in table order
+    "ppo_collect_vs_raw": ("PPO Hopper", "collection vs raw SyncVectorEnv (frames/s)"),
+    "ppo_env_step_vs_sync": ("PPO Hopper", "env stepping (step_tensors) vs SyncVectorEnv.step"),
+    "ppo_collect_vs_torchrl": ("PPO Hopper", "lean collector vs torchrl Collector"),
+    "ppo_update_vs_reference": ("PPO Hopper", "update, compiled (grad steps/s)"),
+    "ppo_update_eager_vs_reference": ("PPO Hopper", "update, train.compile=off"),
+    "ppo_e2e_vs_reference": ("PPO Hopper", "end to end (env steps/s)"),
+    "ppo_e2e_eager_vs_reference": ("PPO Hopper", "end to end, train.compile=off"),
+    "dqn_e2e_vs_reference": ("DQN Acrobot", "end to end (env steps/s)"),
+    "dqn_e2e_eager_vs_reference": ("DQN Acrobot", "end to end, train.compile=off"),
+    "atari_e2e_vs_reference": ("PPO Phoenix", "end to end (env steps/s)"),
 }
 
 
@@ -252,8 +272,8 @@ def measure(quick: bool) -> dict[str, float]:
     r = 1 if quick else 5
     torch.set_num_threads(1)
     res = {**measure_ppo(quick, r), **measure_dqn(quick, r), **measure_atari(quick, r)}
-    for key, (ours, theirs) in RATIOS.items():  # the end-to-end rows already hold their paired ratios
-        res.setdefault(key, res[ours] / res[theirs])
+    for key, (ours, theirs) in RATIOS.items():
+        res[key] = res[ours] / res[theirs]
     return res
 
 
@@ -262,49 +282,9 @@ def print_table(res: dict[str, float], quick: bool) -> None:
     table = Table(title=f"repdyn vs single-file PyTorch ({kind}; medians; ratios of back-to-back pairs)")
     for col in ("setting", "measure", "repdyn", "reference", "ratio"):
         table.add_column(col)
-    rows = [
-        ("PPO Hopper", "collection vs raw env (frames/s)", "ppo_collect_fps", "ppo_raw_fps", "ppo_collect_vs_raw"),
-        (
-            "PPO Hopper",
-            "lean collector vs torchrl Collector",
-            "ppo_collect_fps",
-            "ppo_collect_torchrl_fps",
-            "ppo_collect_vs_torchrl",
-        ),
-        (
-            "PPO Hopper",
-            "update, compiled (grad steps/s)",
-            "ppo_update_grad_steps_per_s",
-            "ppo_reference_update_grad_steps_per_s",
-            "ppo_update_vs_reference",
-        ),
-        (
-            "PPO Hopper",
-            "update, train.compile=off",
-            "ppo_update_eager_grad_steps_per_s",
-            "ppo_reference_update_grad_steps_per_s",
-            "ppo_update_eager_vs_reference",
-        ),
-        ("PPO Hopper", "end to end (env steps/s)", "ppo_e2e_sps", "ppo_reference_sps", "ppo_e2e_vs_reference"),
-        (
-            "PPO Hopper",
-            "end to end, train.compile=off",
-            "ppo_e2e_eager_sps",
-            "ppo_reference_sps",
-            "ppo_e2e_eager_vs_reference",
-        ),
-        ("DQN Acrobot", "end to end (env steps/s)", "dqn_e2e_sps", "dqn_reference_sps", "dqn_e2e_vs_reference"),
-        (
-            "DQN Acrobot",
-            "end to end, train.compile=off",
-            "dqn_e2e_eager_sps",
-            "dqn_reference_sps",
-            "dqn_e2e_eager_vs_reference",
-        ),
-        ("PPO Phoenix", "end to end (env steps/s)", "atari_e2e_sps", "atari_reference_sps", "atari_e2e_vs_reference"),
-    ]
-    for setting, what, ours, theirs, ratio in rows:
-        table.add_row(setting, what, f"{res[ours]:,.0f}", f"{res[theirs]:,.0f}", f"{res[ratio]:.2f}×")
+    for key, (setting, what) in ROW_LABELS.items():
+        ours, theirs = ROW_FIGURES[key]
+        table.add_row(setting, what, f"{res[ours]:,.0f}", f"{res[theirs]:,.0f}", f"{res[key]:.2f}×")
     Console().print(table)
 
 

@@ -85,6 +85,8 @@ class GymVectorEnv(EnvBase):
         flag = Categorical(2, shape=(n, 1), dtype=torch.bool)
         self.full_done_spec = Composite({k: flag.clone() for k in ("done", "terminated", "truncated")}, shape=(n,))
         self._pending_seed = seed
+        if vec.autoreset_mode != gym.vector.AutoresetMode.SAME_STEP:
+            raise ValueError(f"GymVectorEnv needs a SAME_STEP autoreset vector env, got {vec.autoreset_mode}")
 
     def _set_seed(self, seed: int | None) -> None:
         self._pending_seed = seed
@@ -107,20 +109,29 @@ class GymVectorEnv(EnvBase):
 
     def step_tensors(self, action: torch.Tensor) -> dict[str, torch.Tensor]:
         """Plain-tensor step: ``observation`` (the final one for sub-envs whose episode just ended), ``reward``
-        ``[N, 1]`` and the flags ``[N, 1]``."""
-        obs, reward, terminated, truncated, info = self._env.step(action.numpy())
-        if "_final_obs" in info:  # some sub-envs finished: their last observation is not the returned one
-            ended = info["_final_obs"]
-            obs = obs.copy()
-            obs[ended] = np.stack(info["final_obs"][ended])
+        ``[N, 1]`` and the flags ``[N, 1]``.
+
+        Steps the sub-envs itself, as ``SyncVectorEnv.step`` does in ``SAME_STEP`` mode (the same ``step``/``reset``
+        calls on the same wrapped sub-envs, in the same order; its ``_env_obs``/``_autoreset_envs`` kept current for
+        partial resets and :mod:`repdyn.envs.state`), without what this env does not use: merging every step's info
+        dicts, concatenating and deep-copying the observations. ``python -m repdyn.bench throughput`` measures both
+        (Hopper, 2 envs: ~1.3x the frames/s of ``SyncVectorEnv.step``)."""
+        vec, n = self._env, self._env.num_envs
+        obs = np.empty((n, *vec.single_observation_space.shape), dtype=np.float32)
+        reward, term, trunc = np.empty(n, dtype=np.float32), np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+        for i, (sub, a) in enumerate(zip(vec.envs, action.numpy(), strict=True)):
+            o, r, term[i], trunc[i], _ = sub.step(a)
+            obs[i], reward[i] = o, r
+            vec._env_obs[i] = sub.reset()[0] if term[i] or trunc[i] else o
+        vec._autoreset_envs = term | trunc
         # flags in numpy: a handful of tiny numpy ops cost less than the same torch ops (this runs every env step)
-        trunc = truncated & ~terminated
+        truncated = trunc & ~term
         return {
-            "observation": self._obs(obs),
-            "reward": torch.from_numpy(np.asarray(reward, dtype=np.float32)[:, None]),
-            "done": torch.from_numpy((terminated | trunc)[:, None]),
-            "terminated": torch.from_numpy(terminated[:, None]),
-            "truncated": torch.from_numpy(trunc[:, None]),
+            "observation": torch.from_numpy(obs),
+            "reward": torch.from_numpy(reward[:, None]),
+            "done": torch.from_numpy((term | truncated)[:, None]),
+            "terminated": torch.from_numpy(term[:, None]),
+            "truncated": torch.from_numpy(truncated[:, None]),
         }
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
