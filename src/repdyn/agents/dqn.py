@@ -197,11 +197,12 @@ class DQNAgent:
         self.nan_at_step = nan_at_step
         self.compiled = CompiledStep(self._compiled_loss, self._s.max_grad_norm) if compile_step else None
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The ε-greedy collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys
         and random draws of :attr:`policy` (greedy action, then a uniform coin and a uniform action per env). The
-        Q-network's representations are not kept per step: the metrics evaluate them on replay samples."""
+        Q-network's representations are not kept per step: the metrics evaluate them on replay samples.
+        Runs inside the collector's ``torch.inference_mode``, so no grad-mode decorator of its own (its enter/exit
+        costs ~5 µs per env step)."""
         q = body_output(self.qnet.body, obs)
         greedy = q.argmax(-1)
         explore = torch.rand(greedy.shape) < self.egreedy.eps

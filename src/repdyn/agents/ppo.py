@@ -101,11 +101,12 @@ class PPOAgent:
         # fused: one kernel per Adam step (measured 166 us vs 261 foreach vs 506 for the default loop, 2x64 MLP)
         return torch.optim.Adam(params, lr=a.lr, betas=tuple(a.betas), eps=a.adam_eps, fused=True)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys and the
         random draws of :attr:`policy` — :attr:`ActorNet.step_keys` and a sampled action. The rest (an MLP actor's
-        representations, the log-probability, the critic) is evaluated once per batch in :meth:`evaluate_rollout`."""
+        representations, the log-probability, the critic) is evaluated once per batch in :meth:`evaluate_rollout`.
+        Runs inside the collector's ``torch.inference_mode``, so no grad-mode decorator of its own (its enter/exit
+        costs ~5 µs per env step)."""
         out = self.actor.step_outputs(obs)
         action = tanh_normal_sample(out[0], out[1], *self.box) if self.continuous else categorical_sample(out[0])
         return {**dict(zip(self.actor.step_keys, out, strict=True)), "action": action}

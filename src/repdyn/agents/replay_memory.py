@@ -106,7 +106,10 @@ class KeywiseTensorStorage(LazyTensorStorage):
             return super().set(cursor, data, set_cursor=set_cursor)
         values = dict(data.items(True, True))
         store = self._storage
-        if values.keys() != set(store.keys(True, True)):
+        cached = getattr(self, "_leaf_keys", None)
+        if cached is None or cached[0] is not store:  # the storage's keys are fixed once it is allocated
+            cached = self._leaf_keys = (store, set(store.keys(True, True)))
+        if values.keys() != cached[1]:
             return super().set(cursor, data, set_cursor=set_cursor)
         if set_cursor:  # the parent's bookkeeping, in its order
             self._set_last_cursor(cursor)
