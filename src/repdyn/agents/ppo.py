@@ -229,8 +229,11 @@ class PPOAgent:
     def _compiled_loss(
         self, params: dict[str, dict[str, torch.Tensor]], *data: torch.Tensor
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """:meth:`_loss_terms` as a function of the networks' parameters, for :class:`CompiledStep`."""
-        obs, action, old_log_prob, adv, target = data
+        """:meth:`_loss_terms` on the minibatch ``idx`` (the last argument) of the batch's columns, as a function of
+        the networks' parameters, for :class:`CompiledStep` (the gather is part of the compiled graph: one fused
+        kernel instead of five indexing calls per step)."""
+        *columns, idx = data
+        obs, action, old_log_prob, adv, target = (x[idx] for x in columns)
         actor_out = call(self.actor, params["actor"], obs)
         critic_out = call(self.critic, params["critic"], obs)
         loss, stats, ratio, objective = self._loss_terms(actor_out, critic_out, action, old_log_prob, adv, target)
@@ -242,9 +245,10 @@ class PPOAgent:
         """One clipped-surrogate Adam step on minibatch ``idx`` (:meth:`_loss_terms`, + intervention losses), compiled
         when it can be. Returns (the step's stacked statistics, its ratios ρ, the intervention losses, the surrogate
         objective)."""
-        mb = tuple(x[idx] for x in data)
         done = (
-            self.compiled(*self._trained(), *mb) if self.compiled is not None and hooks is None and not poison else None
+            self.compiled(*self._trained(), *data, idx)
+            if self.compiled is not None and hooks is None and not poison
+            else None
         )
         if done is not None:
             loss, norms, (stats, ratio, objective) = done
@@ -252,7 +256,7 @@ class PPOAgent:
             if not torch.isfinite(row).all():
                 raise Diverged(self._non_finite_key(loss, norms))
             return row, ratio, {}, objective
-        obs, action, old_log_prob, advantage, target = mb
+        obs, action, old_log_prob, advantage, target = (x[idx] for x in data)
         actor_out = self.actor(obs)
         critic_out = self.critic(obs)
         loss, stats, ratio, objective = self._loss_terms(actor_out, critic_out, action, old_log_prob, advantage, target)
