@@ -16,6 +16,7 @@ Training curves are smoothed with a centred moving average over ``smooth`` (defa
 steps; ``smooth=none`` draws them raw. Raw points are always drawn faintly under the smoothed lines.
 
 Outputs in ``out``: ``report.html`` (self-contained), ``figures/*.png|pdf``, ``final.csv`` (per-run last-5% values),
+``groups.csv`` (per group and metric: runs, mean, std, standard error of those values),
 ``curves.csv`` (per-group mean/min/max curves), ``windows.csv`` (trust-region windows), ``table.csv`` (all runs'
 histories, the aggregated table), ``rank_agreement.csv``, ``wandb_workspace.json`` (offline dashboard definition)
 and ``report.png`` (headless-Chromium screenshot, when Chromium is installed).

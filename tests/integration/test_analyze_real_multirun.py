@@ -73,6 +73,11 @@ def test_aggregated_table_has_the_four_runs_in_two_groups(report):
     assert sorted(final["group"].unique()) == ["epochs=1", "epochs=2"]
     assert (final["status"] == "completed").all() and (final["last_step"] == 3072).all()
     assert final["env/return"].between(8, 500).all()  # CartPole episode returns
+    groups = pd.read_csv(report / "groups.csv").set_index(["group", "key"])
+    for g, gdf in final.groupby("group"):  # the per-group mean ± SE of the same end values
+        ret = groups.loc[(g, "env/return")]
+        assert ret["n"] == 2 and ret["mean"] == pytest.approx(gdf["env/return"].mean())
+        assert ret["se"] == pytest.approx(gdf["env/return"].std(ddof=1) / 2**0.5)
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="no chromium (CI installs it: launch/install_chromium.sh)")

@@ -168,3 +168,30 @@ def test_per_run_curves_are_drawn_and_written(runset, tmp_path):
     assert kinds.count("run") == runs.run.nunique() == 4 and kinds.count("mean") == band.group.nunique() == 2
     res = make_report(runset, tmp_path / "out", opts)
     assert len(pd.read_csv(res.csv["run_curves"])) == len(runs)
+
+
+def test_group_stats_mean_std_and_standard_error_with_degenerate_groups():
+    """Known answers: group a has end values 1, 2, 3, 6 (mean 3, sample std √(14/3), SE std/2); group b one run
+    (mean only); group c no finite value; non-finite values are left out of n."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from repdyn.analysis.report import group_stats
+
+    final = pd.DataFrame(
+        {
+            "group": ["a", "a", "a", "a", "a", "b", "c"],
+            "x": [1.0, 2.0, 3.0, 6.0, np.nan, 5.0, np.inf],
+        }
+    )
+    out = group_stats(final, ["x", "missing"]).set_index(["group", "key"])
+    a = out.loc[("a", "x")]
+    assert a["n"] == 4 and a["mean"] == 3.0
+    assert math.isclose(a["std"], math.sqrt(14 / 3)) and math.isclose(a["se"], math.sqrt(14 / 3) / 2)
+    b = out.loc[("b", "x")]
+    assert b["n"] == 1 and b["mean"] == 5.0 and math.isnan(b["std"]) and math.isnan(b["se"])
+    c = out.loc[("c", "x")]
+    assert c["n"] == 0 and math.isnan(c["mean"])
+    assert (out.xs("missing", level="key")["n"] == 0).all()

@@ -14,10 +14,12 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -430,13 +432,40 @@ def _fmt_table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–", border=0, escape=True)
 
 
-def _group_summary(final: pd.DataFrame, panels: Sequence[Panel]) -> pd.DataFrame:
+def group_stats(final: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Per group and key, over the runs' end values (``final.csv``): runs with a finite value ``n``, ``mean``, the
+    standard deviation ``std`` (ddof = 1) and the standard error of the mean ``se`` = std / √n; std and se are NaN
+    for a single run (no spread to estimate), mean is NaN when no run has a finite value."""
     out = []
     for g, gdf in final.groupby("group", sort=False):
-        row = {"group": g, "runs": len(gdf)}
-        for p in panels:
-            v = gdf[p.key].astype(float)
-            row[p.title] = f"{v.mean():.4g} ± {v.std(ddof=0):.2g}" if v.notna().any() else "–"
+        for key in keys:
+            v = gdf[key].astype(float) if key in gdf else pd.Series(dtype=float)
+            v = v[np.isfinite(v)]
+            n = len(v)
+            std = float(v.std(ddof=1)) if n > 1 else float("nan")
+            out.append(
+                {
+                    "group": g,
+                    "key": key,
+                    "n": n,
+                    "mean": float(v.mean()) if n else float("nan"),
+                    "std": std,
+                    "se": std / math.sqrt(n) if n > 1 else float("nan"),
+                }
+            )
+    return pd.DataFrame(out, columns=["group", "key", "n", "mean", "std", "se"])
+
+
+def _group_summary(stats: pd.DataFrame, panels: Sequence[Panel]) -> pd.DataFrame:
+    """The report's per-group table: "mean ± SE" per panel (a lone run: its value)."""
+    out = []
+    titles = {p.key: p.title for p in panels}
+    for g, gdf in stats.groupby("group", sort=False):
+        row: dict[str, Any] = {"group": g}
+        for r in gdf.itertuples():
+            row.setdefault("runs", r.n)
+            cell = "–" if r.n == 0 else f"{r.mean:.4g}" if r.n == 1 else f"{r.mean:.4g} ± {r.se:.2g}"
+            row[titles[r.key]] = cell
         out.append(row)
     return pd.DataFrame(out)
 
@@ -518,8 +547,9 @@ def render_html(
         if name in images:
             extra = ""
             if name == "final":
-                summary = _group_summary(tables.final, tables.final_panels)
-                extra = "<h3>Per group (mean ± std over runs)</h3>" + _fmt_table(summary)
+                per_group = group_stats(tables.final, [p.key for p in tables.final_panels])
+                summary = _group_summary(per_group, tables.final_panels)
+                extra = "<h3>Per group (mean ± standard error over runs; groups.csv)</h3>" + _fmt_table(summary)
             sections.append((name, heading, fig_block(name, captions[name]) + extra))
     runs_tbl = runset.runs[["run", "group", "seed", "status", "last_step", "horizon", "location"]]
     sections.append(("runs", "Runs", _fmt_table(runs_tbl)))
@@ -595,6 +625,8 @@ def make_report(runset: RunSet, out_dir: str | os.PathLike, opts: ReportOptions 
         "table": out_dir / "table.csv",
     }
     tables.final.to_csv(csv["final"], index=False)
+    csv["groups"] = out_dir / "groups.csv"
+    group_stats(tables.final, [p.key for p in tables.final_panels]).to_csv(csv["groups"], index=False)
     tables.curves.to_csv(csv["curves"], index=False)
     tables.windows.to_csv(csv["windows"], index=False)
     runset.history.to_csv(csv["table"], index=False)
