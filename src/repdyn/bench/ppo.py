@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -73,6 +73,13 @@ def collection_rate(cfg, batches: int, **kwargs) -> tuple[float, object, object]
     return fps, agent, batch
 
 
+def _frames_per_s(step: Callable[[Any], object], actions: list[Any], num_envs: int) -> float:
+    t = time.perf_counter()
+    for a in actions:
+        step(a)
+    return len(actions) * num_envs / (time.perf_counter() - t)
+
+
 def raw_env_rate(env_id: str, num_envs: int, steps: int) -> float:
     """Frames/s of gymnasium's ``SyncVectorEnv.step`` (same-step autoreset) under uniform random actions."""
     from repdyn.envs.gym_vector import sync_vector_env
@@ -80,11 +87,7 @@ def raw_env_rate(env_id: str, num_envs: int, steps: int) -> float:
     vec = sync_vector_env(env_id, num_envs)
     vec.reset(seed=0)
     vec.action_space.seed(0)
-    actions = [vec.action_space.sample() for _ in range(steps)]
-    t = time.perf_counter()
-    for a in actions:
-        vec.step(a)
-    rate = steps * num_envs / (time.perf_counter() - t)
+    rate = _frames_per_s(vec.step, [vec.action_space.sample() for _ in range(steps)], num_envs)
     vec.close()
     return rate
 
@@ -96,12 +99,9 @@ def step_tensors_rate(env_id: str, num_envs: int, steps: int) -> float:
 
     env = GymVectorEnv(sync_vector_env(env_id, num_envs), seed=0)
     env.reset_tensors()
-    env._env.action_space.seed(0)
-    actions = [torch.as_tensor(env._env.action_space.sample()) for _ in range(steps)]
-    t = time.perf_counter()
-    for a in actions:
-        env.step_tensors(a)
-    rate = steps * num_envs / (time.perf_counter() - t)
+    space = env._env.action_space
+    space.seed(0)
+    rate = _frames_per_s(env.step_tensors, [torch.as_tensor(space.sample()) for _ in range(steps)], num_envs)
     env.close()
     return rate
 
