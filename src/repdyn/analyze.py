@@ -129,7 +129,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Load, compute, draw, write; returns what was written (paths and notes)."""
     from repdyn.analysis import browser, wandb_io
     from repdyn.analysis.loader import AnalysisError, load_runs
-    from repdyn.analysis.report import ReportOptions, make_report
+    from repdyn.analysis.report import ReportOptions, make_report, resolved
 
     opts = ReportOptions(
         curves=cfg.metrics,
@@ -160,6 +160,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     else:
         runset = load_runs(cfg.paths, **common)
         out = Path(cfg.out or (Path(cfg.paths[0]) / "analysis" if len(cfg.paths) == 1 else "analysis"))
+    opts = resolved(runset, opts)  # network=auto: the network these runs log
     result = make_report(runset, out, opts)
     written: dict[str, Any] = {"html": result.html, "figures": result.figures, "csv": result.csv, "notes": result.notes}
 

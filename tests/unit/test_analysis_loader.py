@@ -112,3 +112,34 @@ def test_non_finite_values_and_torn_last_line(tmp_path):
     assert rs.runs["horizon"].iloc[0] == 30  # no config: the last logged step
     assert math.isnan(rs.runs["width"].iloc[0])
     assert not rs.has_metric("a").isna().any() and bool(rs.has_metric("a").iloc[0])
+
+
+def _set_intervention(run_dir, value: str, overrides: list[str]) -> None:
+    with open(run_dir / "config.yaml", "a", encoding="utf-8") as fh:
+        fh.write(f"intervention: {value}\n")
+    with open(run_dir / ".hydra" / "overrides.yaml", "a", encoding="utf-8") as fh:
+        fh.writelines(f"- {o}\n" for o in overrides)
+
+
+def test_config_group_values_are_labelled_by_the_override_that_chose_them(tmp_path):
+    """group_by=intervention: the value is a mapping of whole intervention configs; the label is the swept override
+    (`[pfo]`), unless runs with the same override differ in it (another override set a field): then the full value
+    labels them and they are separate groups."""
+    dirs = write_synthetic_sweep(tmp_path / "m", n_logs=10, horizon=1000)
+    _set_intervention(dirs[0], "{}", ["intervention=[]"])
+    _set_intervention(dirs[1], "{}", ["intervention=[]"])
+    _set_intervention(dirs[2], "{pfo: {coef: 1.0}}", ["intervention=[pfo]"])
+    _set_intervention(dirs[3], "{pfo: {coef: 1.0}}", ["intervention=[pfo]"])
+    rs = load_runs(tmp_path / "m", group_by="intervention", progress=False)
+    assert rs.runs["group"].tolist() == ["intervention=[]"] * 2 + ["intervention=[pfo]"] * 2
+    assert set(rs.history["group"]) == {"intervention=[]", "intervention=[pfo]"}
+
+    dirs = write_synthetic_sweep(tmp_path / "n", n_logs=10, horizon=1000)
+    for d in dirs[:2]:
+        _set_intervention(d, "{pfo: {coef: 1.0}}", ["intervention=[pfo]"])
+    for d in dirs[2:]:
+        _set_intervention(d, "{pfo: {coef: 10.0}}", ["intervention=[pfo]", "intervention.pfo.coef=10.0"])
+    rs = load_runs(tmp_path / "n", group_by="intervention", progress=False)
+    groups = rs.runs["group"].tolist()
+    assert groups[0] == groups[1] != groups[2] == groups[3]
+    assert "'coef': 10.0" in groups[2] and set(rs.history["group"]) == set(groups)

@@ -120,7 +120,7 @@ def test_absent_series_and_panels_are_noted_not_fatal(runset, tables):
 
 
 def test_bad_option_is_one_clear_error(runset):
-    with pytest.raises(ValueError, match="network: must be one of"):
+    with pytest.raises(ValueError, match="network: must be auto or one of"):
         compute_tables(runset, ReportOptions(network="policy"))
     with pytest.raises(ValueError, match="formats"):
         compute_tables(runset, ReportOptions(formats=["jpg"]))
@@ -195,3 +195,21 @@ def test_group_stats_mean_std_and_standard_error_with_degenerate_groups():
     c = out.loc[("c", "x")]
     assert c["n"] == 0 and math.isnan(c["mean"])
     assert (out.xs("missing", level="key")["n"] == 0).all()
+
+
+def test_network_auto_picks_the_network_the_runs_log(tmp_path):
+    """A PPO sweep logs the actor's ranks, a DQN sweep the Q-network's: network=auto resolves to each."""
+    from repdyn.analysis.loader import load_runs
+    from repdyn.analysis.report import ReportOptions, resolved
+    from tests.synthetic_runs import write_synthetic_sweep
+
+    write_synthetic_sweep(tmp_path / "ppo", n_logs=10, horizon=1000)
+    ppo = load_runs(tmp_path / "ppo", progress=False)
+    assert resolved(ppo, ReportOptions()).network == "actor"
+    dirs = write_synthetic_sweep(tmp_path / "dqn", n_logs=10, horizon=1000)
+    for d in dirs:  # the same records under the Q-network's keys
+        h = d / "history.jsonl"
+        h.write_text(h.read_text().replace("/actor/", "/qnet/").replace("/critic/", "/qnet_unused/"))
+    dqn = load_runs(tmp_path / "dqn", progress=False)
+    assert resolved(dqn, ReportOptions()).network == "qnet"
+    assert resolved(dqn, ReportOptions(network="actor")).network == "actor"  # an explicit choice is kept

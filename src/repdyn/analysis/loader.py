@@ -241,6 +241,17 @@ def _select(cfg: DictConfig, key: str, overrides: list[str]) -> Any:
     return v
 
 
+def _swept_text(overrides: list[str], key: str, value: dict | list) -> Any:
+    """A config-group value (``intervention``: a mapping of whole intervention configs) as the override that chose
+    it (``[aux_random_cumulants]``), which is what the sweep varied and reads as a label; the value itself when no
+    override names the key."""
+    for o in overrides:
+        kv = _parse_override(o)
+        if kv and kv[0] == key:
+            return kv[1]
+    return value
+
+
 def _feature_width(cfg: DictConfig) -> float:
     hidden = OmegaConf.select(cfg, "model.hidden", default=None)
     if isinstance(hidden, ListConfig | list) and len(hidden) > 0:
@@ -267,15 +278,19 @@ def build_runset(
     keys = list(group_by) if group_by else infer_group_by(records)
     _check_compatible(records, [k for k in compat_keys if k not in keys])  # grouping by a key compares on purpose
 
-    rows, frames = [], []
+    rows = [_run_row(r, keys, horizon_key, feature_width) for r in records]
+    runs = pd.DataFrame(rows).set_index("run", drop=False)
+    # a swept override names its group unless runs with the same override differ in that config (other overrides
+    # changed its fields): then those runs are labelled by the full values, so no group mixes two configs
+    mixed = runs.groupby("group")["_full"].transform("nunique") > 1
+    runs.loc[mixed, "group"] = runs.loc[mixed, "_full_label"]
+    runs = runs.drop(columns=["_full", "_full_label"])
+    frames = []
     for r in records:
-        row = _run_row(r, keys, horizon_key, feature_width)
-        rows.append(row)
         f = r.history.copy()
-        f.insert(0, "group", row["group"])
+        f.insert(0, "group", runs.loc[r.run_id, "group"])
         f.insert(0, "run", r.run_id)
         frames.append(f)
-    runs = pd.DataFrame(rows).set_index("run", drop=False)
     order = {s: i for i, s in enumerate(sorted(set(runs["_sort"])))}
     runs["group_order"] = runs["_sort"].map(order)
     runs = runs.drop(columns="_sort").rename_axis(None)
@@ -318,7 +333,7 @@ def _check_compatible(records: Sequence[RunRecord], keys: Sequence[str]) -> None
 
 def _run_row(r: RunRecord, keys: Sequence[str], horizon_key: str, feature_width: float | None) -> dict[str, Any]:
     """One row of ``RunSet.runs``: group label and values, seed, horizon, status, location."""
-    gvals = []
+    full, gvals = [], []
     for key in keys:
         v = _select(r.config, key, r.overrides)
         if v is _MISSING:
@@ -326,8 +341,9 @@ def _run_row(r: RunRecord, keys: Sequence[str], horizon_key: str, feature_width:
                 f"group_by: run {r.run_id!r} has no config key {key!r} "
                 f"(top-level keys: {sorted(map(str, r.config.keys()))})"
             )
-        gvals.append(v)
-    label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, gvals, strict=True)) if keys else "all"
+        full.append(v)
+        gvals.append(v if not isinstance(v, dict | list) else _swept_text(r.overrides, key, v))
+    label = _label(keys, gvals)
     seed = _select(r.config, "seed", r.overrides)
     horizon = _select(r.config, horizon_key, r.overrides)
     last_step = float(r.history["step"].max())
@@ -341,8 +357,14 @@ def _run_row(r: RunRecord, keys: Sequence[str], horizon_key: str, feature_width:
         "width": float(feature_width) if feature_width else _feature_width(r.config),
         "status": r.summary.get("status", "unknown"),
         "location": r.location,
+        "_full": repr(full),
+        "_full_label": _label(keys, full),
         **{f"cfg:{k}": v for k, v in zip(keys, gvals, strict=True)},
     }
+
+
+def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values, strict=True)) if keys else "all"
 
 
 def _run_ids(dirs: Sequence[Path]) -> list[str]:

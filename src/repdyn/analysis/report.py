@@ -12,6 +12,7 @@ with the list of missing (run, metric) pairs.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import html
 import math
@@ -129,7 +130,7 @@ class ReportOptions:
     """Options of the report; the CLI fills them from ``conf/analyze.yaml``."""
 
     curves: list[str] | None = None  # explicit training-curve keys (required in every run); None = default panels
-    network: str = "actor"  # network of the scatter, boxplot and rank panels
+    network: str = "auto"  # network of the scatter, boxplot and rank panels; auto: the first of NETWORKS logged
     scope: str = "batch_start"  # representation metrics of the features at rollout time (Moalla et al. App. B.3)
     smooth: float | None = 0.02  # smoothing window as a fraction of each run's budget; None = raw curves
     last_frac: float = 0.05
@@ -143,8 +144,8 @@ class ReportOptions:
     per_run: bool = False  # training curves: each run's smoothed curve as a thin line under its group's band
 
     def validate(self) -> None:
-        if self.network not in NETWORKS:
-            raise AnalysisError(f"network: must be one of {NETWORKS}, got {self.network!r}")
+        if self.network not in (*NETWORKS, "auto"):
+            raise AnalysisError(f"network: must be auto or one of {NETWORKS}, got {self.network!r}")
         if self.scope not in SCOPES:
             raise AnalysisError(f"scope: must be one of {SCOPES}, got {self.scope!r}")
         bad = [f for f in self.formats if f not in FORMATS]
@@ -361,9 +362,19 @@ def _trust_windows(
     return windows, scatter_panels, correlations
 
 
+def resolved(runset: RunSet, opts: ReportOptions) -> ReportOptions:
+    """``opts`` with ``network=auto`` replaced by the first of :data:`NETWORKS` whose approx. rank (in ``scope``) some
+    run logs — the actor in a PPO sweep, the Q-network in a DQN sweep — or ``actor`` when none does."""
+    opts.validate()
+    if opts.network != "auto":
+        return opts
+    found = next((n for n in NETWORKS if runset.has_metric(opts.key("approx_rank", n)).any()), "actor")
+    return dataclasses.replace(opts, network=found)
+
+
 def compute_tables(runset: RunSet, opts: ReportOptions) -> AnalysisTables:
     """All statistics of the report (pure given the run set and options)."""
-    opts.validate()
+    opts = resolved(runset, opts)
     notes: list[str] = list(runset.notes)
     if opts.curves:
         runset.require_metrics(opts.curves)
@@ -607,7 +618,7 @@ def build_figures(runset: RunSet, tables: AnalysisTables) -> dict[str, Figure]:
 
 def make_report(runset: RunSet, out_dir: str | os.PathLike, opts: ReportOptions | None = None) -> ReportResult:
     """Compute the tables, draw and save every figure, write the CSVs and the HTML report into ``out_dir``."""
-    opts = opts or ReportOptions()
+    opts = resolved(runset, opts or ReportOptions())
     tables = compute_tables(runset, opts)
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
