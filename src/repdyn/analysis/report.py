@@ -191,6 +191,8 @@ class ReportOptions:
             Panel("env/return", "episode return"),
             Panel(EXCESS_KEY, "excess ratio (≥10 non-trivial)", log=True),
             Panel(self.key("approx_rank"), f"{self.network} approx. rank"),
+            Panel(self.key("feature_rank"), f"{self.network} feature rank (σ/√N > δ)"),
+            Panel(self.key("effective_rank"), f"{self.network} effective rank"),
             Panel(self.key("preact_norm"), f"{self.network} pre-activation norm"),
             Panel(self.key("feature_norm"), f"{self.network} feature norm"),
             Panel(self.key("dead_units"), f"{self.network} dead units"),
