@@ -1,4 +1,6 @@
 """Classic-control and MuJoCo envs: a gymnasium ``SyncVectorEnv`` (same-step autoreset) as a torchrl ``EnvBase``.
+``SyncVectorEnv`` holds the sub-envs, seeds and resets them; the per-step path (``step_tensors``) steps its sub-envs
+directly, with the same calls its ``step`` makes (see there).
 
 In-process vector envs, not subprocesses: on 2 cores the MLP agents are env-bound and a subprocess per env only adds
 IPC; in-process envs also let :mod:`repdyn.envs.state` capture the exact simulator state for requeue-safe resume.
