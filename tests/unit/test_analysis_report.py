@@ -213,3 +213,16 @@ def test_network_auto_picks_the_network_the_runs_log(tmp_path):
     dqn = load_runs(tmp_path / "dqn", progress=False)
     assert resolved(dqn, ReportOptions()).network == "qnet"
     assert resolved(dqn, ReportOptions(network="actor")).network == "actor"  # an explicit choice is kept
+
+
+def test_group_table_counts_runs_not_finite_values():
+    """The report's group table: `runs` is the group's run count even when its first metric is finite in fewer."""
+    import numpy as np
+    import pandas as pd
+
+    from repdyn.analysis.report import Panel, _group_summary, group_stats
+
+    final = pd.DataFrame({"group": ["a", "a", "a"], "x": [np.nan, np.nan, 2.0], "y": [1.0, 2.0, 3.0]})
+    panels = [Panel("x", "X"), Panel("y", "Y")]
+    table = _group_summary(group_stats(final, ["x", "y"]), final["group"], panels)
+    assert table.to_dict("records") == [{"group": "a", "runs": 3, "X": "2", "Y": "2 ± 0.58"}]

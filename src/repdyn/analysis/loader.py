@@ -232,24 +232,20 @@ def infer_group_by(records: Sequence[RunRecord]) -> list[str]:
 def _select(cfg: DictConfig, key: str, overrides: list[str]) -> Any:
     v = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
     if v is _MISSING:
-        for o in overrides:
-            kv = _parse_override(o)
-            if kv and kv[0] == key:
-                return kv[1]
+        return _override_value(overrides, key, _MISSING)
     if isinstance(v, DictConfig | ListConfig):
         return OmegaConf.to_container(v, resolve=True)
     return v
 
 
-def _swept_text(overrides: list[str], key: str, value: dict | list) -> Any:
-    """A config-group value (``intervention``: a mapping of whole intervention configs) as the override that chose
-    it (``[aux_random_cumulants]``), which is what the sweep varied and reads as a label; the value itself when no
-    override names the key."""
+def _override_value(overrides: list[str], key: str, default: Any) -> Any:
+    """The text an override assigned to ``key`` (``[aux_random_cumulants]`` for ``intervention=[...]``), else
+    ``default``. Labels a config-group value (a mapping of whole configs) by what the sweep varied."""
     for o in overrides:
         kv = _parse_override(o)
         if kv and kv[0] == key:
             return kv[1]
-    return value
+    return default
 
 
 def _feature_width(cfg: DictConfig) -> float:
@@ -342,7 +338,7 @@ def _run_row(r: RunRecord, keys: Sequence[str], horizon_key: str, feature_width:
                 f"(top-level keys: {sorted(map(str, r.config.keys()))})"
             )
         full.append(v)
-        gvals.append(v if not isinstance(v, dict | list) else _swept_text(r.overrides, key, v))
+        gvals.append(v if not isinstance(v, dict | list) else _override_value(r.overrides, key, v))
     label = _label(keys, gvals)
     seed = _select(r.config, "seed", r.overrides)
     horizon = _select(r.config, horizon_key, r.overrides)

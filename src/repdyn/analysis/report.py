@@ -469,14 +469,15 @@ def group_stats(final: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["group", "key", "n", "mean", "std", "se"])
 
 
-def _group_summary(stats: pd.DataFrame, panels: Sequence[Panel]) -> pd.DataFrame:
-    """The report's per-group table: "mean ± SE" per panel (a lone run: its value)."""
+def _group_summary(per_group: pd.DataFrame, runs: pd.Series, panels: Sequence[Panel]) -> pd.DataFrame:
+    """The report's per-group table: the group's run count (``runs``: each run's group), then "mean ± SE" per panel
+    (a lone finite value: that value)."""
     out = []
     titles = {p.key: p.title for p in panels}
-    for g, gdf in stats.groupby("group", sort=False):
-        row: dict[str, Any] = {"group": g}
+    counts = runs.value_counts()
+    for g, gdf in per_group.groupby("group", sort=False):
+        row: dict[str, Any] = {"group": g, "runs": int(counts.get(g, 0))}
         for r in gdf.itertuples():
-            row.setdefault("runs", r.n)
             cell = "–" if r.n == 0 else f"{r.mean:.4g}" if r.n == 1 else f"{r.mean:.4g} ± {r.se:.2g}"
             row[titles[r.key]] = cell
         out.append(row)
@@ -561,7 +562,7 @@ def render_html(
             extra = ""
             if name == "final":
                 per_group = group_stats(tables.final, [p.key for p in tables.final_panels])
-                summary = _group_summary(per_group, tables.final_panels)
+                summary = _group_summary(per_group, tables.final["group"], tables.final_panels)
                 extra = "<h3>Per group (mean ± standard error over runs; groups.csv)</h3>" + _fmt_table(summary)
             sections.append((name, heading, fig_block(name, captions[name]) + extra))
     runs_tbl = runset.runs[["run", "group", "seed", "status", "last_step", "horizon", "location"]]
