@@ -64,17 +64,48 @@ def test_compiled_ppo_update_matches_eager(compose) -> None:
     assert all(torch.equal(a, b) for a, b in zip(_params(comp), before, strict=True))
 
 
-def test_compiled_dqn_step_matches_eager(compose) -> None:
-    small = ["agent=dqn", "env=classic/acrobot", "env.frames_per_env=64", "agent.minibatch_size=32", "logger=none"]
-    rows = {}
+@pytest.mark.parametrize("target", ["hard", "soft"])
+def test_compiled_dqn_update_matches_eager(compose, target: str) -> None:
+    """Two 4-env-step batches → two calls of 4 fused steps each; the hard target copy every 3 steps falls inside
+    both calls (after steps 3 and 6), the soft update after every step."""
+    small = [
+        "agent=dqn",
+        "env=classic/acrobot",
+        "env.num_envs=1",
+        "env.frames_per_env=4",
+        "agent.minibatch_size=16",
+        "agent.learning_starts=16",
+        f"agent.target_update={target}",
+        "agent.target_update_interval=3",
+        "agent.tau=0.3",
+        "logger=none",
+    ]
+    runs = {}
     for mode in ("off", "on"):
-        agent, batches = _agent_and_batches(compose([*small, f"train.compile={mode}"]), 2)
+        agent, batches = _agent_and_batches(compose([*small, f"train.compile={mode}"]), 6)
         assert (agent.compiled is not None) == (mode == "on")
-        for batch in batches:
+        for batch in batches[:4]:
             agent.process_batch(batch)
-        replay = agent.replay_tensors()
         torch.manual_seed(3)
-        rows[mode] = (torch.stack([agent.gradient_step(replay)[0] for _ in range(6)]), _params(agent))
-    torch.testing.assert_close(rows["on"][0], rows["off"][0], **CLOSE)
-    for a, b in zip(rows["on"][1], rows["off"][1], strict=True):
+        results = []
+        for batch in batches[4:]:
+            agent.process_batch(batch)
+            results.append(agent.update(batch, 100, Hooks([])).scalars)
+        after_rng = torch.rand(1)  # the fused calls drew the same minibatch indices as the eager steps
+        targets = [p.detach().clone() for p in agent.target_qnet.parameters()]
+        runs[mode] = (results, _params(agent), targets, agent.target_steps, after_rng)
+    # a non-finite loss in the fused call: Diverged naming it, nothing changed by that call
+    before = _params(agent)
+    agent.replay_tensors().observation.fill_(float("nan"))
+    with pytest.raises(Diverged, match="loss/td"):
+        agent.update(batches[-1], 100, Hooks([]))
+    assert agent.target_steps == 8 and all(torch.equal(a, b) for a, b in zip(_params(agent), before, strict=True))
+    (r_off, p_off, t_off, n_off, rng_off), (r_on, p_on, t_on, n_on, rng_on) = runs["off"], runs["on"]
+    assert n_on == n_off == 8 and torch.equal(rng_on, rng_off)
+    for s_on, s_off in zip(r_on, r_off, strict=True):
+        for key in ("loss/td", "opt/qnet/grad_norm", "dqn/gradient_steps"):
+            assert s_on[key] == pytest.approx(s_off[key], rel=1e-4, abs=1e-5), key
+    for a, b in zip([*p_on, *t_on], [*p_off, *t_off], strict=True):
         torch.testing.assert_close(a, b, **CLOSE)
+    if target == "hard":  # the last copy was after step 6: the target is not the online network
+        assert not all(torch.equal(a, b) for a, b in zip(t_on, p_on, strict=True))

@@ -108,6 +108,7 @@ def clipped_adam_(
 
 
 LossFn = Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+AfterStep = Callable[..., None]
 
 
 class CompiledStep:
@@ -119,10 +120,17 @@ class CompiledStep:
     optimizers updated unless the loss or a norm is non-finite (then nothing changed), or None when the step does not
     apply (the caller takes its eager step): optimizers not one plain Adam per network over exactly its parameters
     (shared trunks, extra heads, weight decay, ...). The networks and optimizers are passed at every call because
-    interventions may replace them during a run; a change of parameter objects recompiles."""
+    interventions may replace them during a run; a change of parameter objects recompiles.
 
-    def __init__(self, loss_fn: LossFn, max_norm: float) -> None:
-        self.loss_fn, self.max_norm = loss_fn, max_norm
+    Several steps in one call: ``step(networks, optimizers, *data, per_step=(t, ...))`` takes K = ``len(t)`` steps,
+    step j on ``loss_fn(params, *data, t[j], ...)``, and returns the losses [K], norms [K, n_networks] and each aux
+    stacked over K; a non-finite step and all later ones change nothing. ``after_step(ok, j, flat_params, *data)``
+    runs in the graph after each step (DQN's target-network update; ``ok``: the step applied). Why: a DQN update is
+    a few steps of a 2×64 network per env-step batch, and the call itself (guards, argument flattening, the
+    runtime wrapper) costs about as much as the fused kernels; one call per batch pays it once."""
+
+    def __init__(self, loss_fn: LossFn, max_norm: float, after_step: AfterStep | None = None) -> None:
+        self.loss_fn, self.max_norm, self.after_step = loss_fn, max_norm, after_step
         self._layout: tuple = ()
         self._names: dict[str, list[str]] | None = None  # None: the current layout is not supported
         self._compiled: Any = None
@@ -146,38 +154,59 @@ class CompiledStep:
 
     def _step_fn(self, names: dict[str, list[str]]) -> Callable[..., Any]:
         value_and_grad = grad_and_value(self.loss_fn, has_aux=True)
-        max_norm = self.max_norm
+        max_norm, after_step = self.max_norm, self.after_step
 
-        def step(flat_params, flat_states, hyper, *data):
+        def step(flat_params, flat_states, hyper, data, per_step):
             params = {k: dict(zip(names[k], flat_params[k], strict=True)) for k in names}
-            grads, (loss, aux) = value_and_grad(params, *data)
-            norms = torch.stack([_global_norm(list(grads[k].values())) for k in names])
-            ok = torch.isfinite(loss) & torch.isfinite(norms).all()
-            coefs = torch.clamp(max_norm / (norms + 1e-6), max=1.0)  # clip_grad_norm_'s factor per optimizer
-            for i, k in enumerate(names):
-                clipped_adam_(flat_params[k], list(grads[k].values()), flat_states[k], hyper[i], coefs[i], ok)
-            return loss.detach(), norms, tuple(a.detach() for a in aux)
+            # one step, or per_step's length of them unrolled (a static shape: a new length compiles anew); each
+            # step's forward reads the parameters the previous step left (in-place updates of the same tensors)
+            outs, ok_so_far = [], None
+            for j in range(per_step[0].shape[0] if per_step else 1):
+                grads, (loss, aux) = value_and_grad(params, *data, *(t[j] for t in per_step))
+                norms = torch.stack([_global_norm(list(grads[k].values())) for k in names])
+                ok = torch.isfinite(loss) & torch.isfinite(norms).all()
+                ok = ok if ok_so_far is None else ok & ok_so_far  # after a non-finite step nothing changes
+                coefs = torch.clamp(max_norm / (norms + 1e-6), max=1.0)  # clip_grad_norm_'s factor per optimizer
+                for i, k in enumerate(names):
+                    clipped_adam_(flat_params[k], list(grads[k].values()), flat_states[k], hyper[i], coefs[i], ok)
+                if after_step is not None:
+                    after_step(ok, j, flat_params, *data)
+                ok_so_far = ok
+                outs.append((loss.detach(), norms, tuple(a.detach() for a in aux)))
+            if not per_step:
+                return outs[0]
+            losses, norms, auxes = zip(*outs, strict=True)
+            return torch.stack(losses), torch.stack(norms), tuple(torch.stack(a) for a in zip(*auxes, strict=True))
 
         return step
 
-    def __call__(
-        self, networks: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer], *data: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]] | None:
+    def applies(self, networks: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer]) -> bool:
+        """Whether a call with these networks and optimizers takes the compiled step (else it returns None)."""
         if list(networks) != list(optimizers):
-            return None
+            return False
         opts = list(optimizers.values())
         if not all(plain_adam(o) for o in opts):
-            return None
-        params = {k: o.param_groups[0]["params"] for k, o in optimizers.items()}
-        layout = tuple(id(p) for ps in params.values() for p in ps)
+            return False
+        layout = tuple(id(p) for o in opts for p in o.param_groups[0]["params"])
         if layout != self._layout:
             self._check_layout(networks, opts)
             self._layout = layout
-        if self._names is None:
+        return self._names is not None
+
+    def __call__(
+        self,
+        networks: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        *data: Any,
+        per_step: Sequence[torch.Tensor] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]] | None:
+        if not self.applies(networks, optimizers):
             return None
+        opts = list(optimizers.values())
+        params = {k: o.param_groups[0]["params"] for k, o in optimizers.items()}
         flat_params = {k: [p.detach() for p in ps] for k, ps in params.items()}
         flat_states = {k: [_adam_state(optimizers[k], p) for p in ps] for k, ps in params.items()}
-        return self._compiled(flat_params, flat_states, hyper_tensor(opts), *data)
+        return self._compiled(flat_params, flat_states, hyper_tensor(opts), data, tuple(per_step))
 
 
 def call(network: nn.Module, params: Mapping[str, torch.Tensor], *args: Any) -> Any:
