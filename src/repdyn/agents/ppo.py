@@ -32,6 +32,7 @@ from repdyn.agents.distributions import (
 from repdyn.agents.losses import ppo_clip_objective
 from repdyn.agents.networks import ActorNet, CriticNet, build_body, build_collector_policy, make_dist, rep_keys
 from repdyn.metrics.trust_region import trust_region_metrics
+from repdyn.models.cnn import frames_to_float
 
 _STEP_STATS = ("loss/policy", "loss/value", "ppo/entropy", "loss/total", "ppo/approx_kl_k1", "ppo/approx_kl_k3")
 UPDATE_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "actor", "critic")
@@ -257,6 +258,7 @@ class PPOAgent:
                 raise Diverged(self._non_finite_key(loss, norms))
             return row, ratio, {}, objective
         obs, action, old_log_prob, advantage, target = (x[idx] for x in data)
+        obs = frames_to_float(obs)  # once for both networks (a no-op on vector observations)
         actor_out = self.actor(obs)
         critic_out = self.critic(obs)
         loss, stats, ratio, objective = self._loss_terms(actor_out, critic_out, action, old_log_prob, advantage, target)
