@@ -48,3 +48,16 @@ def test_table_prints_every_row_with_its_ratio(capsys):
     out = capsys.readouterr().out
     for i, key in enumerate(ROW_FIGURES):
         assert f"{1.5 + i / 100:.2f}×" in out, key
+
+
+def test_table_leaves_out_the_settings_not_measured(capsys):
+    """``--only dqn``: the DQN rows print, the PPO and Atari rows (whose figures are missing) do not."""
+    from repdyn.bench.throughput import ROW_FIGURES, print_table
+
+    res = {"dqn_e2e_sps": 300.0, "dqn_reference_sps": 200.0, "dqn_e2e_vs_reference": 1.5}
+    res.update({"dqn_e2e_eager_sps": 220.0, "dqn_e2e_eager_vs_reference": 1.1})
+    print_table(res, quick=True)
+    out = capsys.readouterr().out
+    assert "1.50×" in out and "1.10×" in out and "DQN Acrobot" in out
+    assert "PPO Hopper" not in out and "PPO Phoenix" not in out
+    assert len([k for k in ROW_FIGURES if k in res]) == 2

@@ -1,8 +1,8 @@
 """repdyn vs a single-file plain-PyTorch script, in one process and sitting: collection, update, end to end.
 
-``python -m repdyn.bench throughput [--quick] [--json PATH]`` measures, alternating ours and the reference so that
-machine load hits both alike (figures: medians over the repeats; ratios: medians of the per-repeat ratios, each
-pair measured back to back):
+``python -m repdyn.bench throughput [--quick] [--json PATH] [--only ppo dqn atari]`` measures, alternating ours and
+the reference so that machine load hits both alike (figures: medians over the repeats; ratios: medians of the
+per-repeat ratios, each pair measured back to back):
 
 - PPO-MuJoCo (Hopper, 2 envs × 1024, minibatch 64, 10 epochs, 1 torch thread):
   (a) the raw gymnasium vector env (random actions); (b) our lean collection (:mod:`repdyn.lean_collector`);
@@ -267,13 +267,20 @@ ROW_LABELS = {  # ratio key: (setting, measure), in table order
 }
 
 
-def measure(quick: bool) -> dict[str, float]:
-    """Every figure of the table, in one process (1 torch thread except the CNN runs), and their ratios."""
+SETTINGS = {"ppo": measure_ppo, "dqn": measure_dqn, "atari": measure_atari}
+
+
+def measure(quick: bool, only: Sequence[str] = tuple(SETTINGS)) -> dict[str, float]:
+    """Every figure of the table (or of the settings in ``only``), in one process (1 torch thread except the CNN
+    runs), and their ratios."""
     r = 1 if quick else 5
     torch.set_num_threads(1)
-    res = {**measure_ppo(quick, r), **measure_dqn(quick, r), **measure_atari(quick, r)}
+    res: dict[str, float] = {}
+    for name in only:
+        res.update(SETTINGS[name](quick, r))
     for key, (ours, theirs) in RATIOS.items():
-        res[key] = res[ours] / res[theirs]
+        if ours in res:
+            res[key] = res[ours] / res[theirs]
     return res
 
 
@@ -284,6 +291,8 @@ def print_table(res: dict[str, float], quick: bool) -> None:
         table.add_column(col)
     for key, (setting, what) in ROW_LABELS.items():
         ours, theirs = ROW_FIGURES[key]
+        if key not in res:  # a setting left out with --only
+            continue
         table.add_row(setting, what, f"{res[ours]:,.0f}", f"{res[theirs]:,.0f}", f"{res[key]:.2f}×")
     Console().print(table)
 
@@ -292,8 +301,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="python -m repdyn.bench throughput", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one repeat, fewer batches (under 10 minutes)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure and ratio to this file")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS), help="measure only these settings"
+    )
     args = parser.parse_args(None if argv is None else list(argv))
-    res = measure(args.quick)
+    res = measure(args.quick, args.only)
     print_table(res, args.quick)
     if args.json is not None:
         args.json.write_text(json.dumps(res, indent=2, sort_keys=True))
