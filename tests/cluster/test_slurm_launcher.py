@@ -59,7 +59,13 @@ def test_cancelled_and_timed_out_members_are_reported_without_hanging(
     assert "without a result" in status[1]["reason"]
     # Pre-timeout signal with max_num_timeout=0: submitit refuses the requeue inside the job; the run fails with that.
     assert status[2]["status"] == "TIMEOUT"
-    assert status[2]["reason"] == "UncompletedJobError: Job not requeued because: timed-out too many times."
+    # Normally submitit's USR2 handler raises this and the job ends with it. When the USR2 lands while submitit's
+    # SIGCONT handler is logging (Slurm sends both), logging's emit swallows the exception raised from the handler
+    # ("--- Logging error ---" in the job's log), the job runs on and Slurm kills it at the limit without a result.
+    reason = status[2]["reason"]
+    assert reason == "UncompletedJobError: Job not requeued because: timed-out too many times." or reason.startswith(
+        "ended in scheduler state TIMEOUT without a result"
+    ), reason
     # Signal ignored: Slurm kills the job at its limit, state TIMEOUT, no result.
     assert status[3]["status"] == "TIMEOUT"
     assert status[3]["scheduler_state"] == "TIMEOUT"

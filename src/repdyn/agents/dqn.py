@@ -224,11 +224,8 @@ class DQNAgent:
         self.grad_credit = 0.0
         self.grad_steps = 0
         self.nan_at_step = nan_at_step
-        self.compiled = (
-            CompiledStep(self._compiled_loss, self._s.max_grad_norm, self._compiled_target_update)
-            if compile_step
-            else None
-        )
+        step = CompiledStep(self._compiled_loss, self._s.max_grad_norm, self._compiled_target_update)  # lazy
+        self.compiled = step if compile_step else None
 
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The ε-greedy collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys
