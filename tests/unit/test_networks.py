@@ -54,6 +54,23 @@ def test_cnn_actor_keeps_representations_per_step() -> None:
         assert torch.equal(a, b)
 
 
+def test_cnn_output_paths_are_forward_outputs() -> None:
+    """The output-only paths of PPO's update (no intervention loss) give the full forward's numbers bit for bit, for
+    a batch with two leading dims, and a head an intervention swapped in still runs."""
+    from repdyn.agents.networks import CriticNet
+
+    torch.manual_seed(5)
+    x = torch.randint(0, 255, (2, 3, 4, 84, 84), dtype=torch.uint8)
+    actor = ActorNet(NatureCNN(in_channels=4, out_dim=6), continuous=False)
+    (logits,) = actor.dist_outputs(x)
+    assert logits.shape == (2, 3, 6) and torch.equal(logits, actor(x)[0])
+    critic = CriticNet(NatureCNN(in_channels=4, out_dim=1))
+    (value,) = critic.value_output(x.float() / 255)  # float frames: PPO converts once for both networks
+    assert value.shape == (2, 3, 1) and torch.equal(value, critic(x)[0])
+    critic.body.head = nn.Sequential(nn.Linear(512, 1), nn.Tanh())
+    assert torch.equal(critic.value_output(x)[0], critic(x)[0]) and critic.value_output(x)[0].abs().max() < 1
+
+
 def test_step_keys_are_fixed_when_an_intervention_wraps_the_body() -> None:
     """shared_trunk swaps the MLP actor's body for a trunk + head after the collector policy was built: the per-step
     keys (the policy's out_keys) stay the parameters, and the values still match the full forward pass."""

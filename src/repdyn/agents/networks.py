@@ -62,8 +62,11 @@ class ActorNet(nn.Module):
     def step_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The values of :attr:`step_keys`: ``forward(obs)`` or its first (parameter) entries, the same numbers
         (:func:`body_output`: no per-module call overhead on the per-env-step path)."""
-        if self.step_reps:
-            return self(obs)
+        return self(obs) if self.step_reps else self.dist_outputs(obs)
+
+    def dist_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``forward(obs)[:len(param_keys)]``: the distribution parameters alone, the same numbers, without the
+        representations (for a loss that reads only these, and for the per-step policy)."""
         out = body_output(self.body, obs)
         if self.continuous:
             loc, raw_scale = out.chunk(2, -1)
@@ -86,10 +89,15 @@ class CriticNet(nn.Module):
         out, features, preacts = self.body(obs)
         return out, features, preacts[-1], torch.cat(preacts, -1)
 
+    def value_output(self, obs: torch.Tensor) -> tuple[torch.Tensor]:
+        """``forward(obs)[:1]``: the value alone, the same numbers, without the representations."""
+        return (body_output(self.body, obs),)
+
 
 def body_output(body: nn.Module, obs: torch.Tensor) -> torch.Tensor:
-    """``body(obs)[0]``: a network's output without its representations (:meth:`MLP.output` for an MLP)."""
-    return body.output(obs) if type(body) is MLP else body(obs)[0]
+    """``body(obs)[0]``: a network's output without its representations (:meth:`MLP.output`,
+    :meth:`NatureCNN.output`); a body an intervention replaced or wrapped goes through its own forward."""
+    return body.output(obs) if type(body) in (MLP, NatureCNN) else body(obs)[0]
 
 
 class ActorStep(nn.Module):

@@ -259,8 +259,10 @@ class PPOAgent:
             return row, ratio, {}, objective
         obs, action, old_log_prob, advantage, target = (x[idx] for x in data)
         obs = frames_to_float(obs)  # once for both networks (a no-op on vector observations)
-        actor_out = self.actor(obs)
-        critic_out = self.critic(obs)
+        if hooks is None:  # the loss reads the outputs only: no representations kept alive through the backward
+            actor_out, critic_out = self.actor.dist_outputs(obs), self.critic.value_output(obs)
+        else:  # an intervention loss may read features and pre-activations (PFO)
+            actor_out, critic_out = self.actor(obs), self.critic(obs)
         loss, stats, ratio, objective = self._loss_terms(actor_out, critic_out, action, old_log_prob, advantage, target)
         extras = hooks.extra_loss(flat[idx], {"actor": actor_out, "critic": critic_out}) if hooks is not None else {}
         for v in extras.values():
