@@ -73,6 +73,8 @@ def test_aggregated_table_has_the_four_runs_in_two_groups(report):
     assert sorted(final["group"].unique()) == ["epochs=1", "epochs=2"]
     assert (final["status"] == "completed").all() and (final["last_step"] == 3072).all()
     assert final["env/return"].between(8, 500).all()  # CartPole episode returns
+    dormant, dead = final["batch_start/actor/dormant_units_frac"], final["batch_start/actor/dead_units"]
+    assert dormant.between(0, 1).all() and (dormant * 64 >= dead).all()  # dead units are dormant too (64 units)
     groups = pd.read_csv(report / "groups.csv").set_index(["group", "key"])
     for g, gdf in final.groupby("group"):  # the per-group mean ± SE of the same end values
         ret = groups.loc[(g, "env/return")]

@@ -200,8 +200,17 @@ class CompiledStep:
         *data: Any,
         per_step: Sequence[torch.Tensor] = (),
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]] | None:
-        if not self.applies(networks, optimizers):
-            return None
+        return self.run(networks, optimizers, *data, per_step=per_step) if self.applies(networks, optimizers) else None
+
+    def run(
+        self,
+        networks: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        *data: Any,
+        per_step: Sequence[torch.Tensor] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The call once :meth:`applies` returned True for these networks and optimizers (a caller that must know
+        before drawing its data checks first and then runs, without checking twice)."""
         opts = list(optimizers.values())
         params = {k: o.param_groups[0]["params"] for k, o in optimizers.items()}
         flat_params = {k: [p.detach() for p in ps] for k, ps in params.items()}

@@ -224,8 +224,8 @@ class DQNAgent:
         self.grad_credit = 0.0
         self.grad_steps = 0
         self.nan_at_step = nan_at_step
-        step = CompiledStep(self._compiled_loss, self._s.max_grad_norm, self._compiled_target_update)  # lazy
-        self.compiled = step if compile_step else None
+        loss, target_update = self._compiled_loss, self._compiled_target_update
+        self.compiled = CompiledStep(loss, self._s.max_grad_norm, target_update) if compile_step else None
 
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The ε-greedy collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys
@@ -354,7 +354,7 @@ class DQNAgent:
         idx = torch.randint(replay.size, (n, self._s.minibatch_size))
         target = dict(self.target_qnet.named_parameters())
         steps = torch.tensor(self.target_steps)
-        losses, norms, _ = self.compiled(nets, opts, target, steps, *replay[:5], per_step=(idx,))
+        losses, norms, _ = self.compiled.run(nets, opts, target, steps, *replay[:5], per_step=(idx,))
         rows = torch.stack([losses, norms[:, 0]], 1)
         finite = torch.isfinite(rows).all(1)
         if not bool(finite.all()):  # one check on the common path; the step and the name only on failure

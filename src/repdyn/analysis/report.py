@@ -196,6 +196,7 @@ class ReportOptions:
             Panel(self.key("preact_norm"), f"{self.network} pre-activation norm"),
             Panel(self.key("feature_norm"), f"{self.network} feature norm"),
             Panel(self.key("dead_units"), f"{self.network} dead units"),
+            Panel(self.key("dormant_units_frac"), f"{self.network} dormant fraction (τ)"),
             Panel(f"capacity/{self.network}/loss", f"{self.network} capacity loss"),
             Panel("ppo/entropy", "policy entropy"),
         ]

@@ -51,18 +51,8 @@ class NatureCNN(nn.Module):
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
-        x = frames_to_float(x)
-        batch_shape = x.shape[:-3]
-        h = x.reshape(-1, *x.shape[-3:])
-        preacts = []
-        for conv in self.convs:
-            z = conv(h)
-            preacts.append(z.flatten(1).reshape(*batch_shape, -1))
-            h = self.act(z)
-        z = self.fc(h.flatten(1))
-        preacts.append(z.reshape(*batch_shape, -1))
-        h = self.act(z).reshape(*batch_shape, -1)
-        out = self.head(h) if self.head is not None else h
+        preacts: list[torch.Tensor] = []
+        out, h = self._run(x, preacts)
         return out, h, tuple(preacts)
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,13 +61,24 @@ class NatureCNN(nn.Module):
         loss) then lets each conv output go as soon as its activation is computed, as a plain CNN does: keeping the
         ~20k pre-activations per frame alive for two networks made the update's convolutions ~15% slower here
         (fresh pages for every minibatch's activations)."""
+        return self._run(x, None)[0]
+
+    def _run(self, x: torch.Tensor, preacts: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, features); appends each layer's pre-activation (as ``[*batch, -1]``) to ``preacts`` when given.
+        Each pre-activation is a temporary of one expression, so with ``preacts=None`` nothing holds it."""
         x = frames_to_float(x)
         batch_shape = x.shape[:-3]
+
+        def kept(z: torch.Tensor) -> torch.Tensor:
+            if preacts is not None:
+                preacts.append(z.reshape(*batch_shape, -1))
+            return z
+
         h = x.reshape(-1, *x.shape[-3:])
         for conv in self.convs:
-            h = self.act(conv(h))
-        h = self.act(self.fc(h.flatten(1))).reshape(*batch_shape, -1)
-        return self.head(h) if self.head is not None else h
+            h = self.act(kept(conv(h)))
+        h = self.act(kept(self.fc(h.flatten(1)))).reshape(*batch_shape, -1)
+        return (self.head(h) if self.head is not None else h), h
 
 
 def frames_to_float(x: torch.Tensor) -> torch.Tensor:
