@@ -1,10 +1,10 @@
 """Actor and critic heads on the model contract, and their torchrl wrappers for the collector.
 
-The collector runs the actor's distribution parameters on every state (:meth:`ActorNet.step_outputs`, nothing else
-for an MLP: the per-step cost is the collection's); the PPO agent then evaluates the actor's representations and the
-critic over the whole collected batch at once, so the batch holds π_old's and V_old's features and pre-activations (keys
-``("actor", "features")``, ``("actor", "preact")``, ``("actor", "preacts_all")`` and the ``critic`` twins) before
-any update: "start" metrics and PFO need no further pass (docs/metrics.md#conventions).
+The collector runs the actor's distribution parameters on every state (:meth:`ActorNet.step_outputs`, nothing else:
+the per-step cost is the collection's); the PPO agent then evaluates the critic over the whole collected batch at
+once, and the representations (keys ``("actor", "features")``, ``("actor", "preact")``, ``("actor", "preacts_all")``
+and the ``critic`` twins) where something reads them: in that pass for PFO, else when a "start" metric is due, still
+before the update (docs/metrics.md#conventions).
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ class ActorNet(nn.Module):
     def __init__(self, body: nn.Module, continuous: bool, min_scale: float = 1e-4) -> None:
         super().__init__()
         self.body, self.continuous, self.min_scale = body, continuous, min_scale
-        # fixed at construction (the collector policy's keys are), even if an intervention later wraps the body
-        self.step_reps = type(body) is not MLP
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out, features, preacts = self.body(obs)
@@ -54,15 +52,15 @@ class ActorNet(nn.Module):
 
     @property
     def step_keys(self) -> list[Any]:
-        """The keys the collector policy writes per env step (besides the action): the distribution parameters, and
-        for a non-MLP body (the Nature CNN) also the representations, which its forward pass computes anyway
-        (an MLP's are evaluated once per batch: ``PPOAgent.evaluate_rollout``)."""
-        return self.param_keys + (rep_keys("actor") if self.step_reps else [])
+        """The keys the collector policy writes per env step (besides the action): the distribution parameters.
+        Not the representations, not even the Nature CNN's, which its forward pass computes anyway: storing its
+        ~22k pre-activations per frame cost ~90 MB of fresh memory per 1,024-step batch, which only the batches a
+        metric reads need (``PPOAgent.rollout_outputs`` evaluates them there)."""
+        return self.param_keys
 
     def step_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The values of :attr:`step_keys`: ``forward(obs)`` or its first (parameter) entries, the same numbers
-        (:func:`body_output`: no per-module call overhead on the per-env-step path)."""
-        return self(obs) if self.step_reps else self.dist_outputs(obs)
+        """The values of :attr:`step_keys`: :meth:`dist_outputs`."""
+        return self.dist_outputs(obs)
 
     def dist_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``forward(obs)[:len(param_keys)]``: the distribution parameters alone, the same numbers, without the

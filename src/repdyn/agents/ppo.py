@@ -93,6 +93,9 @@ class PPOAgent:
         # the batch keys the update's minibatches carry: an intervention whose loss needs more (the aux-task TD heads
         # read ("next", "observation")) adds them in on_agent_built, so the plain update indexes no extra tensors
         self.update_keys: tuple[Any, ...] = UPDATE_KEYS
+        # whether the batch keeps π_old's and V_old's representations (PFO sets it in on_agent_built: its loss reads
+        # them on every minibatch); without it the metrics evaluate them only on the batches they measure
+        self.keep_rollout_reps = False
         # plain values: read on every minibatch (an OmegaConf lookup costs microseconds; compiled code cannot trace it)
         self.loss_settings = LossSettings(acfg.clip_eps, acfg.value_coef, acfg.entropy_coef, acfg.normalize_advantage)
         self.compiled = CompiledStep(self._compiled_loss, acfg.max_grad_norm) if compile_step else None
@@ -104,8 +107,9 @@ class PPOAgent:
 
     def act(self, obs: torch.Tensor) -> dict[Any, torch.Tensor]:
         """The collector policy on plain tensors (for :class:`repdyn.lean_collector.LeanCollector`): the keys and the
-        random draws of :attr:`policy` — :attr:`ActorNet.step_keys` and a sampled action. The rest (an MLP actor's
-        representations, the log-probability, the critic) is evaluated once per batch in :meth:`evaluate_rollout`.
+        random draws of :attr:`policy` — :attr:`ActorNet.step_keys` and a sampled action. The rest (the
+        log-probability, the critic, the representations where read) is evaluated once per batch in
+        :meth:`evaluate_rollout`.
         Runs inside the collector's ``torch.inference_mode``, so no grad-mode decorator of its own (its enter/exit
         costs ~5 µs per env step)."""
         out = self.actor.step_outputs(obs)
@@ -114,25 +118,32 @@ class PPOAgent:
 
     @torch.no_grad()
     def evaluate_rollout(self, batch: TensorDict) -> None:
-        """An MLP actor's features and pre-activations, log π_old(a|s), and V_old(s) with the critic's features and
-        pre-activations, of every collected state, in one pass over the batch instead of one per env step: neither
-        network changes during a rollout, so these are the per-step numbers (up to float rounding of a batched
-        matrix product), for a fraction of the per-call overhead (the 2-env Hopper rollout spent a third of its
+        """log π_old(a|s) and V_old(s) of every collected state, and with :attr:`keep_rollout_reps` both networks'
+        features and pre-activations, in one pass over the batch instead of one per env step: neither network
+        changes during a rollout, so these are the per-step numbers (up to float rounding of a batched matrix
+        product), for a fraction of the per-call overhead (the 2-env Hopper rollout spent a third of its
         non-simulator time in such per-step calls). The log-probability is of the per-step distribution parameters
-        the actions were drawn from. Sets ``("actor", ...)``, ``action_log_prob``, ``state_value`` and
-        ``("critic", ...)``."""
+        the actions were drawn from. Sets ``action_log_prob``, ``state_value`` (and ``("actor", ...)``,
+        ``("critic", ...)``).
+
+        Image observations go through in chunks of the minibatch size: their float copies and conv activations then
+        reuse the memory the update's minibatch steps allocate, instead of fresh ~120 MB buffers every batch."""
         flat_obs = batch["observation"].reshape(-1, *self.obs_shape)
         lead = batch.batch_size
-        param_keys = self.actor.param_keys
-        value, *critic_reps = self.critic(flat_obs)
+        chunk = self.acfg.minibatch_size if len(self.obs_shape) > 1 else flat_obs.shape[0]
+        parts = [self._rollout_pass(flat_obs[i : i + chunk]) for i in range(0, flat_obs.shape[0], chunk)]
+        value, *reps = (torch.cat(p) if len(parts) > 1 else p[0] for p in zip(*parts, strict=True))
         batch.set("state_value", value.reshape(*lead, *value.shape[1:]))
-        nets = [("critic", critic_reps)]
-        if not self.actor.step_reps:  # an MLP actor: its representations were not kept per step
-            nets.append(("actor", self.actor(flat_obs)[len(param_keys) :]))
-        for net, reps in nets:
-            for key, rep in zip(rep_keys(net), reps, strict=True):
-                batch.set(key, rep.reshape(*lead, *rep.shape[1:]))
-        batch.set("action_log_prob", self.log_prob(tuple(batch[k] for k in param_keys), batch["action"]))
+        for key, rep in zip([*rep_keys("critic"), *rep_keys("actor")] if reps else [], reps, strict=True):
+            batch.set(key, rep.reshape(*lead, *rep.shape[1:]))
+        batch.set("action_log_prob", self.log_prob(tuple(batch[k] for k in self.actor.param_keys), batch["action"]))
+
+    def _rollout_pass(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(V, and with :attr:`keep_rollout_reps` the critic's then the actor's representations) on ``obs``."""
+        obs = frames_to_float(obs)  # once for both networks
+        if not self.keep_rollout_reps:
+            return self.critic.value_output(obs)
+        return (*self.critic(obs), *self.actor(obs)[len(self.actor.param_keys) :])
 
     @torch.no_grad()
     def process_batch(self, batch: TensorDict) -> None:
@@ -163,7 +174,7 @@ class PPOAgent:
         nxt[:, :-1] = values[:, 1:]
         need = batch["next", "truncated"].squeeze(-1).clone()
         need[:, -1] = True
-        nxt[need] = self.critic(batch["next", "observation"][need])[0]
+        nxt[need] = self.critic.value_output(batch["next", "observation"][need])[0]
         return nxt
 
     def log_prob(self, actor_out: tuple[torch.Tensor, ...], action: torch.Tensor) -> torch.Tensor:
@@ -328,8 +339,13 @@ class PPOAgent:
 
     # --- metric views (used by repdyn.metrics.scheduled) ----------------------------------------------------
     def rollout_outputs(self, flat: TensorDict, net: str) -> tuple[torch.Tensor, ...]:
-        """The rollout-time outputs of ``net`` in the layout of its forward pass (no recomputation)."""
-        reps = (flat[net, "features"], flat[net, "preact"], flat[net, "preacts_all"])
+        """The rollout-time outputs of ``net`` in the layout of its forward pass: the stored values and
+        distribution parameters, and the representations :meth:`evaluate_rollout` kept, else those of ``net``'s
+        forward pass on the batch now (the metrics ask before the update: the networks are still the rollout's)."""
+        if (net, "features") in flat.keys(include_nested=True):
+            reps = (flat[net, "features"], flat[net, "preact"], flat[net, "preacts_all"])
+        else:
+            reps = self.networks[net](flat["observation"])[-3:]
         if net == "critic":
             return (flat["state_value"], *reps)
         if self.continuous:

@@ -73,6 +73,9 @@ class PFO(Intervention):
         super().__init__(cfg, run)
         self.coef = float(cfg.coef if cfg.coef is not None else self.default_coef(run))
 
+    def on_agent_built(self, agent: Any) -> None:
+        agent.keep_rollout_reps = True  # π_old's pre-activations in every batch (PPOAgent.evaluate_rollout)
+
     def extra_loss(self, minibatch: Any, outputs: Mapping[str, tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
         current = outputs["actor"][self.output_index]
         return {self.name: self.coef * pfo_loss(current, minibatch["actor", self.key])}
