@@ -10,16 +10,22 @@ from repdyn.collection import make_collector
 from repdyn.envs.make import make_env
 
 
-def test_next_values_equal_the_critic_on_next_observations(compose) -> None:
-    """Stored rollout values stand in for V(s_{t+1}) except at truncations and the last step, where the critic runs on
-    the final observation; equal to a full forward on every ("next", "observation") wherever GAE bootstraps."""
-    cfg = compose(["env=classic/cartpole", "env.max_episode_steps=30", "logger=none"])
+def cartpole_batch(compose, overrides: list[str]):
+    """A CartPole PPO agent (seed 0) and the first 512-step batch it collected."""
+    cfg = compose(["env=classic/cartpole", *overrides, "logger=none"])
     torch.manual_seed(0)
     env = make_env(cfg.env, 0)
     agent = build_agent(cfg, env)
     collector = make_collector(env, agent, 512)
     batch = next(iter(collector))
     collector.shutdown()
+    return agent, batch
+
+
+def test_next_values_equal_the_critic_on_next_observations(compose) -> None:
+    """Stored rollout values stand in for V(s_{t+1}) except at truncations and the last step, where the critic runs on
+    the final observation; equal to a full forward on every ("next", "observation") wherever GAE bootstraps."""
+    agent, batch = cartpole_batch(compose, ["env.max_episode_steps=30"])
     truncated, terminated = batch["next", "truncated"], batch["next", "terminated"]
     assert truncated.any() and terminated.any()  # both kinds of episode end are in the batch
     agent.evaluate_rollout(batch)  # the rollout's values, one critic pass over the batch
@@ -35,13 +41,7 @@ def test_rollout_representations_kept_or_evaluated_when_read(compose) -> None:
     to the stored rollout outputs (values, the per-step distribution parameters)."""
     from repdyn.agents.networks import rep_keys
 
-    cfg = compose(["env=classic/cartpole", "logger=none"])
-    torch.manual_seed(0)
-    env = make_env(cfg.env, 0)
-    agent = build_agent(cfg, env)
-    collector = make_collector(env, agent, 512)
-    batch = next(iter(collector))
-    collector.shutdown()
+    agent, batch = cartpole_batch(compose, [])
     agent.process_batch(batch)
     assert not any(k in batch.keys(include_nested=True) for k in [*rep_keys("actor"), *rep_keys("critic")])
     kept = batch.clone()
